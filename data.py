@@ -1,16 +1,68 @@
-"""Data for IMU2CLIP: recordings, the synthetic egocentric world, windows with cached CLIP embeddings,
-and Ego4D import.
+"""Data for IMU2CLIP: recordings, the synthetic egocentric world, windows with cached CLIP embeddings, Ego4D import.
 
-(Docstring to be finalised: what this file owns, paper sections, how to run.)
+Recordings (section 1). Every source (synthetic, Ego4D, your own data) is converted into one on-disk format,
+a directory per recording whose arrays are memory-mapped (np.load(mmap_mode="r")):
+
+    DATASET_ROOT/<recording_id>/   names starting with "." or "_" are not recordings
+        meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame,
+                         scene, seed, person (the synthetic world adds its camera, IMU bias and noise)
+        imu.npy          (N, 6) float32: ax, ay, az [m/s^2, specific force], gx, gy, gz [rad/s], sensor frame
+        imu_t.npy        (N,) float64 seconds since the start, strictly increasing
+        frames.npy       (F, H, W, 3) uint8 RGB
+        frames_t.npy     (F,) float64 seconds, strictly increasing
+        narrations.json  [{"t": 12.3, "text": "#C C walks along the path in the park"}, ...]  (raw Ego4D style)
+        segments.json    optional: [{"start": 0.0, "end": 8.2, "label": "walking"}, ...]
+
+read_recording validates one (missing file, shape, dtype, NaN, non-monotonic timestamps) and raises DataError
+naming the file; write_recording writes one atomically (a temporary directory renamed into place).
+
+The synthetic egocentric world (section 1), the stand-in for Ego4D/Aria (paper section 4.1), which need a
+licence and terabytes. One simulated head trajectory of a person wearing camera+IMU glasses produces the IMU,
+the video and the narrations, so they agree: gravity in the accelerometer matches the horizon in the frames,
+the gyroscope's yaw rate matches the panning, walking speed matches the ground flowing past, and the
+narrations say what the body does.
+  - Frames of reference. World: x east, y north, z up, g_world = (0, 0, -9.81). Sensor = camera frame of the
+    glasses: x right, y down, z forward. R(t) maps sensor to world coordinates.
+    acc = R^T (a_world - g_world) + bias + noise (at rest: 9.81 m/s^2 along "up", i.e. on -y when level);
+    gyro = vee(R^T dR/dt) + bias + noise, with dR/dt by central differences on the 1 kHz simulation grid,
+    point-sampled at 200 Hz. Bias is constant per recording; both are configurable (SynthConfig).
+  - Kinematics. A recording is a Markov chain of activity segments (ACTIVITIES, 4-20 s; "standing up" only
+    from a seated posture) with per-person (height, gait, bob) and per-segment (speed, step rate, turn rate,
+    amplitudes) parameters. Parameters are joined by C2 blends, so position and orientation are smooth.
+  - Video at 10 fps: a 90-degree pinhole camera ray-casts, in vectorised NumPy, a textured floor, sky or ceiling,
+    and boxes, cylinders and spheres placed along the path. The scenes are park, kitchen and street; the floor
+    follows the person up and down stairs. Frames are stored small; CLIP preprocessing upscales them.
+  - Narrations: Ego4D-style templates with synonyms and scene nouns, one every 2-4 s, each inside the segment
+    it describes; segments.json keeps the activity labels.
+
+    python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
+    python data.py show data/synthetic/syn000_park --out preview.png
+
+default_dataset() (what train.py uses without --data) is 48 recordings x 2 min at 48x48 px: about 440 MB,
+generated in 30-50 s on 2 cores. The same seed gives byte-identical files.
+
+Windows, cache and Ego4D import (section 2): to be described by the windows helper.
 """
 import argparse
+import contextlib
+import hashlib
+import itertools
 import json
+import math
+import multiprocessing
 import os
+import re
+import shutil
+import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
 
 class DataError(ValueError):
@@ -22,8 +74,1173 @@ class DataError(ValueError):
 # ======================================================================================
 
 
+ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing up", "looking around",
+              "climbing stairs")
+SCENES = ("park", "kitchen", "street")
+FORMAT_NAME = "imu2clip-recording"
+FORMAT_VERSION = 1
+G = 9.81
+GRAVITY_WORLD = np.array([0.0, 0.0, -G])  # world frame: x east, y north, z up
+IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
+             "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
+             "gyro = angular velocity of the head in this frame")
+
+
+# --------------------------------------------------------------------------------------
+# The recording format: reader, writer, listing
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    """One recording directory, arrays memory-mapped (layout in the module docstring)."""
+    path: Path  # the recording directory
+    id: str  # the directory name
+    meta: dict  # meta.json
+    imu: np.ndarray  # (N, 6) float32: ax, ay, az [m/s^2], gx, gy, gz [rad/s] in the sensor frame
+    imu_t: np.ndarray  # (N,) float64 seconds since the start, strictly increasing
+    frames: np.ndarray  # (F, H, W, 3) uint8 RGB
+    frames_t: np.ndarray  # (F,) float64 seconds, strictly increasing
+    narrations: list  # [{"t": seconds, "text": raw Ego4D-style text}]
+    segments: list  # [{"start": s, "end": s, "label": activity}], [] when the source has none
+
+
+def _is_number(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_array(name, a, shape, dtype):
+    """Raise DataError unless `a` has `dtype` and `shape` (letters in `shape` match any size)."""
+    wanted = "(" + ", ".join(str(s) for s in shape) + ")"
+    if a.ndim != len(shape) or any(isinstance(s, int) and s != n for s, n in zip(shape, a.shape)):
+        raise DataError(f"{name}: expected shape {wanted}, got {tuple(a.shape)}")
+    if a.dtype != dtype:
+        raise DataError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype}")
+
+
+def _check_times(name, t, n, what):
+    """Timestamps: (n,) float64, finite, strictly increasing."""
+    _check_array(name, t, ("N",), np.float64)
+    if len(t) != n:
+        raise DataError(f"{name}: {len(t)} timestamps for {n} {what}")
+    if not np.isfinite(t).all():
+        raise DataError(f"{name}: NaN or infinite timestamp at index {int(np.flatnonzero(~np.isfinite(t))[0])}")
+    bad = np.flatnonzero(np.diff(t) <= 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise DataError(f"{name}: timestamps not strictly increasing (t[{i}] = {t[i]:.6f} after {t[i - 1]:.6f})")
+
+
+def _check_recording_arrays(names, imu, imu_t, frames, frames_t):
+    _check_array(names[0], imu, ("N", 6), np.float32)
+    if len(imu) < 2:
+        raise DataError(f"{names[0]}: needs at least 2 IMU samples, got {len(imu)}")
+    finite = np.isfinite(imu).all(axis=1)
+    if not finite.all():
+        raise DataError(f"{names[0]}: NaN or infinite value at sample {int(np.flatnonzero(~finite)[0])}")
+    _check_times(names[1], imu_t, len(imu), "IMU samples")
+    _check_array(names[2], frames, ("F", "H", "W", 3), np.uint8)
+    if len(frames) < 1:
+        raise DataError(f"{names[2]}: no frames")
+    _check_times(names[3], frames_t, len(frames), "frames")
+
+
+def _check_narrations(name, narrations):
+    if not isinstance(narrations, list):
+        raise DataError(f"{name}: expected a list of {{\"t\", \"text\"}} entries, got {type(narrations).__name__}")
+    for i, n in enumerate(narrations):
+        if not (isinstance(n, dict) and _is_number(n.get("t")) and isinstance(n.get("text"), str)):
+            raise DataError(f"{name}: entry {i} is not {{\"t\": seconds, \"text\": str}}: {str(n)[:80]}")
+
+
+def _check_segments(name, segments):
+    if not isinstance(segments, list):
+        raise DataError(f"{name}: expected a list of segments, got {type(segments).__name__}")
+    for i, s in enumerate(segments):
+        if not (isinstance(s, dict) and _is_number(s.get("start")) and _is_number(s.get("end"))
+                and isinstance(s.get("label"), str) and s["start"] < s["end"]):
+            raise DataError(f"{name}: segment {i} is not {{\"start\" < \"end\", \"label\": str}}: {str(s)[:80]}")
+
+
+def _read_json(path):
+    if not path.is_file():
+        raise DataError(f"{path}: missing file")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: not readable JSON ({e})") from None
+
+
+def _load_npy(path):
+    if not path.is_file():
+        raise DataError(f"{path}: missing file")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+
+
+def read_recording(path):
+    """Open and validate one recording directory; DataError names the bad file and the problem."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: not a recording directory")
+    meta = _read_json(path / "meta.json")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataError(f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise DataError(f"{path / 'meta.json'}: unsupported version {meta.get('version')!r} "
+                        f"(this reader knows {FORMAT_VERSION})")
+    names = [path / n for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
+    arrays = [_load_npy(n) for n in names]
+    _check_recording_arrays(names, *arrays)
+    narrations = _read_json(path / "narrations.json")
+    _check_narrations(path / "narrations.json", narrations)
+    segments = _read_json(path / "segments.json") if (path / "segments.json").exists() else []
+    _check_segments(path / "segments.json", segments)
+    return Recording(path, path.name, meta, *arrays, narrations, segments)
+
+
+def list_recordings(root):
+    """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset directory")
+    found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if not found:
+        raise DataError(f"{root}: no recordings in this dataset directory")
+    return found
+
+
+def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
+    """Validate and write one recording atomically (a temporary directory renamed into place).
+
+    `meta` fills or overrides the defaults (source, rates estimated from the timestamps, units, ...).
+    """
+    path = Path(path)
+    imu, imu_t = np.ascontiguousarray(imu, np.float32), np.ascontiguousarray(imu_t, np.float64)
+    frames, frames_t = np.ascontiguousarray(frames), np.ascontiguousarray(frames_t, np.float64)
+    files = ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")
+    _check_recording_arrays([f"{path / n} (to write)" for n in files], imu, imu_t, frames, frames_t)
+    narrations = list(narrations)
+    _check_narrations(f"{path / 'narrations.json'} (to write)", narrations)
+    narrations = [{"t": float(n["t"]), "text": n["text"]} for n in narrations]
+    segments = [dict(s) for s in segments]
+    _check_segments(f"{path / 'segments.json'} (to write)", segments)
+    full_meta = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
+        "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
+        "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
+        "duration_sec": float(max(imu_t[-1], frames_t[-1])),
+        "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
+        "scene": None, "seed": None, "person": None,
+    }
+    full_meta.update(meta or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, a in zip(files, (imu, imu_t, frames, frames_t)):
+        np.save(tmp / name, a)
+    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
+    (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
+    if segments:
+        (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, path)
+    return path
+
+
+def clean_narration(text):
+    """Ego4D narration -> caption: drop the "#C C " camera-wearer tag, "#unsure" -> "something",
+    drop other "#" tags' hash, collapse whitespace, lowercase."""
+    text = re.sub(r"#unsure", "something", text, flags=re.IGNORECASE)
+    text = re.sub(r"^\s*#c\s+c\s+", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"#([a-z])\b", r"\1", text, flags=re.IGNORECASE)
+    return " ".join(text.split()).lower()
+
+
+# --------------------------------------------------------------------------------------
+# The synthetic world: configuration, people and activity plans
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SynthConfig:
+    """The synthetic egocentric world: how many recordings, how long, and how they are sensed."""
+    recordings: int = 48  # number of recordings; scenes are assigned in turn
+    minutes: float = 2.0  # length of each recording
+    seed: int = 0  # recording i is generated from the seed sequence (seed, i) alone
+    width: int = 48  # stored frame width [px] (CLIP preprocessing upscales)
+    height: int = 48  # stored frame height [px]
+    fov_deg: float = 90.0  # horizontal field of view of the pinhole camera
+    video_fps: float = 10.0  # video frame rate
+    imu_rate_hz: float = 200.0  # IMU sample rate
+    sim_rate_hz: float = 1000.0  # rate of the simulated head trajectory; a multiple of the IMU and video rates
+    acc_noise: float = 0.02  # accelerometer white-noise std [m/s^2]
+    gyro_noise: float = 0.003  # gyroscope white-noise std [rad/s]
+    acc_bias: float = 0.05  # std of the constant per-recording accelerometer bias [m/s^2]
+    gyro_bias: float = 0.005  # std of the constant per-recording gyroscope bias [rad/s]
+    scenes: tuple = SCENES  # scene types, assigned to recordings in turn
+    workers: int = 2  # processes generating recordings in parallel (the output does not depend on it)
+
+    def validate(self):
+        """Raise DataError listing every bad field."""
+        bad = []
+        if self.recordings < 1:
+            bad.append(f"recordings must be >= 1 (got {self.recordings})")
+        if not self.minutes * 60 >= 10:
+            bad.append(f"minutes must give at least 10 s per recording (got {self.minutes})")
+        if not (8 <= self.width <= 1024 and 8 <= self.height <= 1024):
+            bad.append(f"width and height must be in [8, 1024] (got {self.width}x{self.height})")
+        if not 10 <= self.fov_deg <= 170:
+            bad.append(f"fov_deg must be in [10, 170] (got {self.fov_deg})")
+        for rate in (self.imu_rate_hz, self.video_fps):
+            ratio = self.sim_rate_hz / rate if rate > 0 else 0.5
+            if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+                bad.append(f"sim_rate_hz ({self.sim_rate_hz}) must be a positive multiple of {rate}")
+        if min(self.acc_noise, self.gyro_noise, self.acc_bias, self.gyro_bias) < 0:
+            bad.append("noise and bias std must be >= 0")
+        unknown = [s for s in self.scenes if s not in SCENES]
+        if not self.scenes or unknown:
+            bad.append(f"scenes must be a non-empty subset of {SCENES} (got {tuple(self.scenes)})")
+        if self.workers < 1:
+            bad.append(f"workers must be >= 1 (got {self.workers})")
+        if bad:
+            raise DataError("SynthConfig: " + "; ".join(bad))
+
+
+@dataclass
+class Segment:
+    """One activity segment of a plan."""
+    label: str  # one of ACTIVITIES
+    start: float  # seconds since the start of the recording
+    end: float  # seconds
+    seated: bool  # posture at the end of the segment
+    p: dict  # sampled targets: speed [m/s], turn [rad/s], step_hz, bob [m], sway [m], climb [m/s], pitch [rad], ...
+
+
+@dataclass
+class WorldPlan:
+    """Everything random about one recording except objects and sensor noise (those have their own streams)."""
+    seed: int  # SynthConfig.seed
+    index: int  # recording index
+    scene: str  # one of SCENES
+    duration: float  # seconds
+    person: dict  # per-person body and gait parameters
+    start_seated: bool  # posture at t = 0
+    heading0: float  # initial walking direction [rad] (0 = world +x, counter-clockwise)
+    segments: list  # [Segment], contiguous from 0 to duration
+    narrations: list  # [{"t", "text"}]
+    micro: np.ndarray  # (3, 6, 3) amplitude, frequency [Hz], phase of micro-sway for x, y, z, yaw, pitch, roll
+    imu_bias: np.ndarray  # (6,) constant bias added to [acc, gyro]
+
+
+def _u(rng, lo, hi):
+    """A uniform draw rounded to 4 decimals, so plans read well in meta.json."""
+    return round(float(rng.uniform(lo, hi)), 4)
+
+
+def _sample_person(rng):
+    height = _u(rng, 1.55, 1.95)
+    return {
+        "height_m": height, "eye_height_m": round(0.93 * height, 4),
+        "walk_speed_mps": _u(rng, 1.2, 1.6), "walk_step_hz": _u(rng, 1.6, 2.1), "walk_bob_m": _u(rng, 0.012, 0.025),
+        "sway_m": _u(rng, 0.01, 0.03), "run_speed_mps": _u(rng, 2.5, 4.0), "run_step_hz": _u(rng, 2.5, 3.0),
+        "run_bob_m": _u(rng, 0.03, 0.05), "sit_drop_m": _u(rng, 0.4, 0.6), "sit_sec": _u(rng, 1.0, 2.0),
+        "pitch_habit_rad": _u(rng, -0.14, 0.0), "micro_sway_m": _u(rng, 0.002, 0.006),
+        "micro_sway_rad": _u(rng, 0.004, 0.015),
+    }
+
+
+# Weights of the next activity given the posture (a small Markov chain: standing up needs a seated person).
+_NEXT_STANDING = {"walking": 0.28, "running": 0.10, "standing still": 0.13, "looking around": 0.15,
+                  "sitting down": 0.17, "climbing stairs": 0.17}
+_NEXT_SEATED = {"standing up": 0.75, "looking around": 0.25}
+
+
+def _next_activity(rng, prev, seated, scene):
+    weights = dict(_NEXT_SEATED if seated else _NEXT_STANDING)
+    if scene == "kitchen" and not seated:
+        weights["running"] = 0.03
+    if prev != "walking":
+        weights.pop(prev, None)
+    labels = list(weights)
+    p = np.array([weights[k] for k in labels])
+    return labels[rng.choice(len(labels), p=p / p.sum())]
+
+
+def _sample_segment(rng, label, start, person, seated, level):
+    """Duration and targets of one segment; targets are reached smoothly at the segment start."""
+    P = person
+    p = {"speed": 0.0, "turn": 0.0, "step_hz": P["walk_step_hz"], "bob": 0.0, "sway": 0.0, "climb": 0.0,
+         "pitch": round(P["pitch_habit_rad"] + _u(rng, -0.03, 0.06), 4)}
+    if label == "walking":
+        dur = _u(rng, 6, 20)
+        p.update(speed=round(P["walk_speed_mps"] * _u(rng, 0.9, 1.1), 4),
+                 turn=round(float(np.clip(rng.normal(0, 0.15), -0.35, 0.35)), 4),
+                 step_hz=round(P["walk_step_hz"] * _u(rng, 0.95, 1.05), 4),
+                 bob=round(P["walk_bob_m"] * _u(rng, 0.85, 1.15), 4), sway=P["sway_m"],
+                 pitch=round(P["pitch_habit_rad"] - _u(rng, 0.05, 0.17), 4))
+    elif label == "running":
+        dur = _u(rng, 4, 12)
+        p.update(speed=round(P["run_speed_mps"] * _u(rng, 0.92, 1.08), 4),
+                 turn=round(float(np.clip(rng.normal(0, 0.1), -0.25, 0.25)), 4),
+                 step_hz=round(P["run_step_hz"] * _u(rng, 0.95, 1.05), 4),
+                 bob=round(P["run_bob_m"] * _u(rng, 0.85, 1.15), 4), sway=round(0.7 * P["sway_m"], 4),
+                 pitch=round(P["pitch_habit_rad"] - _u(rng, 0.0, 0.1), 4))
+    elif label == "standing still":
+        dur = _u(rng, 4, 12)
+    elif label == "looking around":
+        dur = _u(rng, 5, 14)
+        p.update(yaw_amp=_u(rng, 0.5, 1.2), yaw_period=_u(rng, 2.5, 5.0), yaw_phase=_u(rng, 0, 2 * np.pi),
+                 pitch_amp=_u(rng, 0.12, 0.35), pitch_period=_u(rng, 3.0, 6.0), pitch_phase=_u(rng, 0, 2 * np.pi))
+    elif label in ("sitting down", "standing up"):
+        dur = _u(rng, 4, 9)
+        p.update(t_transition=round(start + _u(rng, 0.8, 1.5), 4),
+                 transition_sec=round(P["sit_sec"] * _u(rng, 0.9, 1.1), 4),
+                 posture=-P["sit_drop_m"] if label == "sitting down" else 0.0,
+                 lean=_u(rng, 0.25, 0.5))  # forward head pitch at mid-transition [rad]
+    elif label == "climbing stairs":
+        dur = _u(rng, 5, 12)
+        up = level < 0.5 or (level < 5.0 and rng.random() < 0.5)
+        step_hz = _u(rng, 1.5, 1.9)
+        p.update(speed=_u(rng, 0.45, 0.7), step_hz=step_hz, bob=_u(rng, 0.015, 0.025), sway=P["sway_m"],
+                 climb=round((1 if up else -1) * _u(rng, 0.15, 0.18) * step_hz, 4),
+                 pitch=round(P["pitch_habit_rad"] - (_u(rng, 0.25, 0.4) if up else _u(rng, 0.35, 0.5)), 4))
+    else:
+        raise ValueError(f"unknown activity {label!r}")
+    return dur, p
+
+
+def plan_recording(cfg, index, activities=None):
+    """The activity plan of recording `index`: a Markov chain of segments that respects posture.
+
+    With `activities` (a sequence of ACTIVITIES that respects posture), the plan has exactly those segments
+    and lasts as long as their sampled durations add up to, whatever cfg.minutes says."""
+    rng = np.random.default_rng([cfg.seed, index])
+    scene = cfg.scenes[index % len(cfg.scenes)]
+    person = _sample_person(rng)
+    duration = round(cfg.minutes * 60.0, 6)
+    seated = start_seated = bool(rng.random() < 0.15)
+    if activities is not None:
+        activities = list(activities)
+        seated = start_seated = activities[0] == "standing up"
+        duration = float("inf")
+    heading0 = _u(rng, 0, 2 * np.pi)
+    segments, t, level, prev = [], 0.0, 0.0, None
+    while t < duration - 1e-9 and (activities is None or len(segments) < len(activities)):
+        label = _next_activity(rng, prev, seated, scene) if activities is None else activities[len(segments)]
+        if label not in (_NEXT_SEATED if seated else [a for a in ACTIVITIES if a != "standing up"]):
+            raise ValueError(f"plan_recording: activity {label!r} at segment {len(segments)} is unknown or "
+                             f"impossible {'seated' if seated else 'standing'}")
+        dur, p = _sample_segment(rng, label, t, person, seated, level)
+        if duration - (t + dur) < 4.0:  # the last segment takes the remainder (every segment lasts >= 4 s)
+            dur = duration - t
+        seated = {"sitting down": True, "standing up": False}.get(label, seated)
+        segments.append(Segment(label, round(t, 6), round(min(t + dur, duration), 6), seated, p))
+        level += p["climb"] * dur
+        t, prev = t + dur, label
+    duration = round(min(t, duration), 6)
+    micro = np.stack([rng.uniform(0, 1, (6, 3)), rng.uniform(0.1, 0.7, (6, 3)), rng.uniform(0, 2 * np.pi, (6, 3))])
+    micro[0, :3] *= person["micro_sway_m"] / 1.5  # positions [m]
+    micro[0, 3:] *= person["micro_sway_rad"] / 1.5  # angles [rad]
+    imu_bias = np.concatenate([rng.normal(0, cfg.acc_bias, 3), rng.normal(0, cfg.gyro_bias, 3)])
+    narrations = _narrate(rng, scene, segments, start_seated)
+    return WorldPlan(cfg.seed, index, scene, duration, person, start_seated, heading0, segments, narrations,
+                     micro, imu_bias)
+
+
+# --------------------------------------------------------------------------------------
+# Narrations: Ego4D-style templates with synonyms and scene nouns
+# --------------------------------------------------------------------------------------
+
+_SCENE_WORDS = {
+    "park": {"place": ["the park", "the garden", "the meadow"],
+             "path": ["the path", "the park path", "the gravel path", "the trail"],
+             "seat": ["the bench", "the park bench", "the low wall"],
+             "thing": ["the trees", "the lawn", "the bushes", "the lamp post"],
+             "stairs": ["the stone steps", "the stairs", "the garden steps"]},
+    "kitchen": {"place": ["the kitchen", "the room", "the house"],
+                "path": ["the kitchen", "the hallway", "the corridor", "the room"],
+                "seat": ["the chair", "the stool", "the kitchen chair"],
+                "thing": ["the counter", "the cabinets", "the fridge", "the table"],
+                "stairs": ["the stairs", "the staircase", "the steps"]},
+    "street": {"place": ["the street", "the city", "the neighbourhood"],
+               "path": ["the sidewalk", "the street", "the pavement", "the road"],
+               "seat": ["the bench", "the bus stop bench", "the low wall"],
+               "thing": ["the buildings", "the parked cars", "the shop windows", "the street lamp"],
+               "stairs": ["the stairs", "the steps", "the stairway"]},
+}
+_TEMPLATES = {
+    "walking": ["walks along {path}", "walks through {place}", "strolls along {path}", "walks forward in {place}",
+                "walks towards {thing}", "moves along {path}"],
+    "turning left": ["turns left along {path}", "walks and turns left in {place}", "turns left towards {thing}"],
+    "turning right": ["turns right along {path}", "walks and turns right in {place}", "turns right towards {thing}"],
+    "running": ["runs along {path}", "jogs through {place}", "runs forward on {path}", "jogs along {path}",
+                "runs past {thing}"],
+    "standing still": ["stands still in {place}", "stands by {thing}", "stands on {path}", "pauses near {thing}",
+                       "waits in {place}"],
+    "sitting down": ["sits down on {seat}", "takes a seat on {seat}", "sits down on {seat} in {place}"],
+    "seated": ["sits on {seat}", "rests on {seat}", "sits still on {seat}"],
+    "standing up": ["stands up from {seat}", "gets up from {seat}", "rises from {seat}"],
+    "stood up": ["stands next to {seat}", "stands still in {place}", "stands near {thing}"],
+    "looking around": ["looks around {place}", "looks around", "turns the head to look at {thing}",
+                       "glances around {place}", "scans {place}", "looks at {thing}"],
+    "looking around seated": ["looks around from {seat}", "looks around while sitting on {seat}",
+                              "glances at {thing} from {seat}"],
+    "stairs up": ["climbs up {stairs}", "walks up {stairs}", "goes up {stairs}", "climbs {stairs}"],
+    "stairs down": ["walks down {stairs}", "goes down {stairs}", "descends {stairs}", "climbs down {stairs}"],
+}
+
+
+def _say(rng, scene, key):
+    template = _TEMPLATES[key][rng.integers(len(_TEMPLATES[key]))]
+    words = {k: v[rng.integers(len(v))] for k, v in _SCENE_WORDS[scene].items()}
+    return "#C C " + template.format(**words)
+
+
+def _narrate(rng, scene, segments, start_seated):
+    """About one narration every 2-4 s, each time-stamped inside the segment it describes."""
+    out = []
+    for i, s in enumerate(segments):
+        seated_before = segments[i - 1].seated if i else start_seated
+        if s.label in ("sitting down", "standing up"):  # the transition first, then the posture it left
+            t = s.p["t_transition"] + s.p["transition_sec"] / 2
+            first, rest = s.label, "seated" if s.label == "sitting down" else "stood up"
+        else:
+            t = s.start + _u(rng, 0.6, 1.8)
+            first = {"looking around": "looking around seated" if seated_before else "looking around",
+                     "climbing stairs": "stairs up" if s.p["climb"] > 0 else "stairs down"}.get(s.label, s.label)
+            if s.label == "walking" and abs(s.p["turn"]) > 0.15 and rng.random() < 0.5:
+                first = "turning left" if s.p["turn"] > 0 else "turning right"  # z up: a positive yaw rate turns left
+            rest = first
+        key = first
+        while t < s.end - 0.4:
+            out.append({"t": round(t, 3), "text": _say(rng, scene, key)})
+            t, key = t + _u(rng, 2.0, 4.0), rest
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Head kinematics -> IMU
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trajectory:
+    """The true pose of the glasses on a dense, uniform time grid."""
+    t: np.ndarray  # (n,) seconds
+    p: np.ndarray  # (n, 3) position in the world [m], z up
+    v: np.ndarray  # (n, 3) velocity [m/s]
+    a: np.ndarray  # (n, 3) acceleration [m/s^2], gravity not included
+    R: np.ndarray  # (n, 3, 3) sensor -> world rotation; columns: sensor x (right), y (down), z (forward)
+    floor: np.ndarray  # (n,) height of the floor under the person [m] (changes on stairs)
+
+
+def smootherstep(x):
+    """0 -> 1 on [0, 1] with zero first and second derivatives at both ends (C2 joins)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * x * (x * (6 * x - 15) + 10)
+
+
+def _blend_track(t, keys, v0):
+    """A parameter over time: starts at v0; key (t_start, seconds, target) moves it to target with a smootherstep.
+    Keys are time-ordered and each blend ends before the next key starts."""
+    v, prev = np.full(len(t), float(v0)), float(v0)
+    for start, seconds, target in keys:
+        i, j = np.searchsorted(t, [start, start + seconds])
+        v[i:j] = prev + (target - prev) * smootherstep((t[i:j] - start) / seconds)
+        v[j:], prev = target, target
+    return v
+
+
+def _cumint(x, dt):
+    """Cumulative trapezoidal integral along axis 0, starting at 0."""
+    return np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(0.5 * (x[1:] + x[:-1]), axis=0) * dt])
+
+
+def rotation(yaw, pitch, roll):
+    """Sensor -> world rotations (..., 3, 3) of the head from yaw (about world z; 0 looks along +x,
+    counter-clockwise positive), pitch (positive looks up) and roll (positive tilts the right ear down).
+
+    The columns are the sensor axes in the world: x right, y down, z forward (a camera frame)."""
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    forward = np.stack([cp * cy, cp * sy, sp], axis=-1)
+    left0 = np.stack([-sy, cy, np.zeros_like(sy)], axis=-1)  # level left axis, before roll
+    up0 = np.stack([-sp * cy, -sp * sy, cp], axis=-1)  # head up axis, before roll
+    left = cr[..., None] * left0 + sr[..., None] * up0
+    up = -sr[..., None] * left0 + cr[..., None] * up0
+    return np.stack([-left, -up, forward], axis=-1)  # (..., 3, 3)
+
+
+def head_trajectory(plan, rate_hz=1000.0):
+    """The pose of the glasses over the whole recording, on a grid at `rate_hz`.
+
+    Every segment sets targets (speed, turn rate, step rate, bob, sway, stair climb rate, base pitch) that are
+    reached by C2 blends from the previous values, so position and orientation are smooth across segments.
+    Heading, gait phase and position are integrals of those tracks; sit/stand transitions move a posture track
+    with a forward head lean; looking around adds enveloped yaw/pitch sweeps; micro-sway is always on."""
+    n = int(round(plan.duration * rate_hz)) + 1
+    t = np.arange(n) / rate_hz  # (n,)
+    dt = 1.0 / rate_hz
+    names = ("speed", "turn", "step_hz", "bob", "sway", "climb", "pitch")
+    keys = {k: [] for k in names}
+    posture_keys = []
+    look_yaw, look_pitch, lean = np.zeros(n), np.zeros(n), np.zeros(n)
+    for s in plan.segments:
+        blend = min(1.0, 0.4 * (s.end - s.start))
+        for k in names:
+            keys[k].append((s.start, blend, s.p[k]))
+        i0, i1 = np.searchsorted(t, [s.start, s.end])
+        tau = t[i0:i1] - s.start
+        if "t_transition" in s.p:
+            posture_keys.append((s.p["t_transition"], s.p["transition_sec"], s.p["posture"]))
+            u = np.clip((t[i0:i1] - s.p["t_transition"]) / s.p["transition_sec"], 0.0, 1.0)
+            lean[i0:i1] -= s.p["lean"] * np.sin(np.pi * u) ** 2
+        if s.label == "looking around":
+            env = smootherstep(tau) * smootherstep(s.end - s.start - tau)  # 1 s fade in and out
+            look_yaw[i0:i1] += env * s.p["yaw_amp"] * np.sin(2 * np.pi * tau / s.p["yaw_period"] + s.p["yaw_phase"])
+            look_pitch[i0:i1] += env * s.p["pitch_amp"] * np.sin(
+                2 * np.pi * tau / s.p["pitch_period"] + s.p["pitch_phase"])
+    track = {k: _blend_track(t, keys[k], plan.segments[0].p[k]) for k in names}
+    posture = _blend_track(t, posture_keys, -plan.person["sit_drop_m"] if plan.start_seated else 0.0)
+    amp, freq, phase0 = plan.micro  # (6, 3) each
+    micro = (amp[..., None] * np.sin(2 * np.pi * freq[..., None] * t + phase0[..., None])).sum(axis=1)  # (6, n)
+
+    heading = plan.heading0 + _cumint(track["turn"], dt)  # direction of travel
+    phase = _cumint(2 * np.pi * track["step_hz"], dt)  # gait phase: one cycle per step
+    side = track["sway"] * np.sin(phase / 2)  # lateral sway at half the step rate [m]
+    x = _cumint(track["speed"] * np.cos(heading), dt) - np.sin(heading) * side + micro[0]
+    y = _cumint(track["speed"] * np.sin(heading), dt) + np.cos(heading) * side + micro[1]
+    floor = _cumint(track["climb"] * (1 - np.cos(phase)), dt)  # stairs: the rise happens within each step
+    z = floor + plan.person["eye_height_m"] + posture + track["bob"] * np.cos(phase) + micro[2]
+    yaw = heading + look_yaw + 0.8 * side + micro[3]  # the head follows the sway a little (~1 deg)
+    pitch = track["pitch"] + look_pitch + lean + 0.4 * track["bob"] * np.sin(phase) + micro[4]
+    roll = 1.0 * side + micro[5]
+
+    p = np.stack([x, y, z], axis=1)  # (n, 3)
+    v = np.gradient(p, dt, axis=0, edge_order=2)  # (n, 3)
+    a = np.gradient(v, dt, axis=0, edge_order=2)  # (n, 3)
+    return Trajectory(t, p, v, a, rotation(yaw, pitch, roll), floor)
+
+
+def imu_from_trajectory(traj, rate_hz):
+    """Noise-free IMU of a trajectory, sampled at `rate_hz` (a divisor of the grid rate) from t = 0 up to, not
+    including, the last grid point: times (N,), specific force (N, 3) [m/s^2], angular velocity (N, 3) [rad/s].
+
+    acc = R^T (a_world - g_world); gyro = vee(R^T dR/dt), with dR/dt by central differences on the dense grid
+    (1 kHz by default), then point-sampled."""
+    dt = traj.t[1] - traj.t[0]
+    idx = np.arange(0, len(traj.t) - 1, int(round(1.0 / (rate_hz * dt))))  # (N,)
+    R = traj.R[idx]  # (N, 3, 3)
+    acc = np.einsum("nji,nj->ni", R, traj.a[idx] - GRAVITY_WORLD)  # (N, 3) in the sensor frame
+    R_dot = np.gradient(traj.R, dt, axis=0, edge_order=2)[idx]  # (N, 3, 3)
+    W = np.einsum("nji,njk->nik", R, R_dot)  # (N, 3, 3) skew-symmetric [omega]_x
+    gyro = 0.5 * np.stack([W[:, 2, 1] - W[:, 1, 2], W[:, 0, 2] - W[:, 2, 0], W[:, 1, 0] - W[:, 0, 1]], axis=1)
+    return traj.t[idx], acc, gyro
+
+
+# --------------------------------------------------------------------------------------
+# Scenes and the ray-casting camera
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """What the camera sees: palette, sky or ceiling, fog, light, and primitive objects."""
+    kind: str  # "park" | "kitchen" | "street": picks the ground texture
+    ground_a: np.ndarray  # (3,) RGB in [0, 1]: main ground colour
+    ground_b: np.ndarray  # (3,) second ground colour (mowing stripes, tiles, lane paint)
+    sky_horizon: np.ndarray  # (3,) sky colour at the horizon, also the fog colour
+    sky_zenith: np.ndarray  # (3,) sky colour straight up
+    ceiling: float | None  # ceiling height above the floor [m]; None outdoors (sky)
+    ceiling_color: np.ndarray  # (3,)
+    fog_m: float  # fog distance scale [m]
+    fog_max: float  # fog opacity far away, in [0, 1]
+    light: np.ndarray  # (3,) unit vector towards the light
+    brightness: float  # exposure factor applied to the whole frame
+    kinds: np.ndarray  # (K,) int: 0 axis-aligned box, 1 vertical cylinder, 2 sphere
+    geom: np.ndarray  # (K, 6) box: x0, y0, z0, x1, y1, z1; cylinder: cx, cy, r, z0, z1, 0; sphere: cx, cy, cz, r, 0, 0
+    colors: np.ndarray  # (K, 3) RGB in [0, 1]
+    patterns: np.ndarray  # (K,) int: 0 plain, 1 facade with windows, 2 self-lit (lamps)
+
+
+_PALETTES = {
+    "park": dict(ground_a=(0.30, 0.52, 0.20), ground_b=(0.38, 0.61, 0.24), sky_horizon=(0.80, 0.88, 0.95),
+                 sky_zenith=(0.33, 0.55, 0.88), ceiling=None, ceiling_color=(0.0, 0.0, 0.0), fog_m=35.0,
+                 fog_max=0.85),
+    "kitchen": dict(ground_a=(0.86, 0.82, 0.74), ground_b=(0.56, 0.46, 0.37), sky_horizon=(0.78, 0.75, 0.70),
+                    sky_zenith=(0.78, 0.75, 0.70), ceiling=2.7, ceiling_color=(0.93, 0.92, 0.90), fog_m=18.0,
+                    fog_max=0.8),
+    "street": dict(ground_a=(0.34, 0.34, 0.36), ground_b=(0.92, 0.92, 0.86), sky_horizon=(0.86, 0.86, 0.84),
+                   sky_zenith=(0.52, 0.63, 0.80), ceiling=None, ceiling_color=(0.0, 0.0, 0.0), fog_m=50.0,
+                   fog_max=0.85),
+}
+_BOX, _CYLINDER, _SPHERE = 0, 1, 2
+_PLAIN, _WINDOWS, _LIT = 0, 1, 2
+
+
+def make_scene(kind, rng=None):
+    """The empty scene of a kind; with `rng`, palette, light and exposure are jittered (per recording)."""
+    pal = {k: np.array(v, np.float32) if isinstance(v, tuple) else v for k, v in _PALETTES[kind].items()}
+    light, brightness = np.array([0.4, 0.3, 0.87]), 1.0
+    if rng is not None:
+        for k in ("ground_a", "ground_b", "sky_horizon", "sky_zenith", "ceiling_color"):
+            pal[k] = np.clip(pal[k] * rng.uniform(0.92, 1.08, 3), 0, 1).astype(np.float32)
+        azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 1.2)
+        light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+        brightness = float(rng.uniform(0.85, 1.1))
+    return Scene(kind, **pal, light=light / np.linalg.norm(light), brightness=brightness,
+                 kinds=np.zeros(0, int), geom=np.zeros((0, 6)), colors=np.zeros((0, 3)), patterns=np.zeros(0, int))
+
+
+def _box(sx, sy, z0, z1, rng):
+    """An axis-aligned box centred at the origin, sx by sy, randomly turned by 90 degrees."""
+    if rng.random() < 0.5:
+        sx, sy = sy, sx
+    return (_BOX, (-sx / 2, -sy / 2, z0, sx / 2, sy / 2, z1))
+
+
+def _tree(rng, scale=1.0):
+    trunk_h, trunk_r, crown_r = scale * rng.uniform(1.6, 2.6), rng.uniform(0.12, 0.22), scale * rng.uniform(1.0, 1.9)
+    crown = (rng.uniform(0.16, 0.28), rng.uniform(0.40, 0.58), rng.uniform(0.10, 0.18))
+    return [((_CYLINDER, (0, 0, trunk_r, 0, trunk_h + 0.3, 0)), (0.40, 0.28, 0.18), _PLAIN),
+            ((_SPHERE, (0, 0, trunk_h + 0.6 * crown_r, crown_r, 0, 0)), crown, _PLAIN)], crown_r
+
+
+def _random_object(kind, ceiling, rng):
+    """Primitives [((kind, geom), colour, pattern)] of one object of the scene kind centred at the origin, and
+    the radius of its footprint."""
+    r = rng.random()
+
+    def pick(options):
+        return options[rng.integers(len(options))]
+
+    if kind == "park":
+        if r < 0.45:
+            return _tree(rng)
+        if r < 0.65:
+            radius = rng.uniform(0.35, 0.7)
+            return [((_SPHERE, (0, 0, 0.6 * radius, radius, 0, 0)), (0.16, 0.36, 0.14), _PLAIN)], radius
+        if r < 0.8:
+            return [(_box(1.6, 0.5, 0.0, 0.45, rng), (0.50, 0.33, 0.20), _PLAIN)], 0.85
+        return [((_CYLINDER, (0, 0, 0.06, 0, 3.6, 0)), (0.20, 0.20, 0.22), _PLAIN),
+                ((_SPHERE, (0, 0, 3.7, 0.18, 0, 0)), (1.0, 0.95, 0.75), _LIT)], 0.2
+    if kind == "kitchen":
+        if r < 0.3:
+            length = rng.uniform(1.2, 2.6)
+            return [(_box(length, 0.6, 0.0, 0.9, rng), pick([(0.95, 0.95, 0.93), (0.62, 0.45, 0.30),
+                                                             (0.55, 0.58, 0.62)]), _PLAIN)], length / 2
+        if r < 0.5:
+            return [(_box(1.2, 0.8, 0.0, 0.75, rng), (0.60, 0.42, 0.26), _PLAIN)], 0.75
+        if r < 0.7:
+            return [(_box(0.7, 0.7, 0.0, rng.uniform(1.6, 2.1), rng), pick([(0.94, 0.94, 0.96), (0.72, 0.74, 0.78)]),
+                     _PLAIN)], 0.5
+        if r < 0.8:
+            return [((_CYLINDER, (0, 0, 0.2, 0, ceiling, 0)), (0.90, 0.88, 0.84), _PLAIN)], 0.2
+        length = rng.uniform(3.0, 6.0)
+        return [(_box(0.15, length, 0.0, ceiling, rng), pick([(0.85, 0.80, 0.70), (0.70, 0.80, 0.85),
+                                                              (0.90, 0.75, 0.70)]), _PLAIN)], length / 2
+    if r < 0.45:
+        sx, sy = rng.uniform(4, 10), rng.uniform(4, 10)
+        return [(_box(sx, sy, 0.0, rng.uniform(6, 18), rng), pick([(0.60, 0.32, 0.25), (0.80, 0.72, 0.58),
+                                                                  (0.55, 0.56, 0.60)]), _WINDOWS)], np.hypot(sx, sy) / 2
+    if r < 0.65:
+        return [(_box(4.2, 1.8, 0.0, 1.45, rng), pick([(0.75, 0.12, 0.10), (0.15, 0.25, 0.60), (0.92, 0.92, 0.92),
+                                                       (0.10, 0.10, 0.12), (0.65, 0.66, 0.68)]), _PLAIN)], 2.3
+    if r < 0.85:
+        return [((_CYLINDER, (0, 0, 0.08, 0, 4.5, 0)), (0.45, 0.45, 0.48), _PLAIN)], 0.1
+    return _tree(rng, scale=0.8)
+
+
+def _moved(kind, geom, c):
+    g = np.array(geom, float)
+    if kind == _BOX:
+        g[[0, 3]] += c[0]
+        g[[1, 4]] += c[1]
+    else:
+        g[:2] += c
+    return g
+
+
+def place_objects(scene, traj, rng):
+    """The scene with objects along the walked path: one per 3 m walked or 3 s spent (so standing still is
+    surrounded too), each at least 0.8 m clear of the path."""
+    sub = max(1, int(round(0.1 / (traj.t[1] - traj.t[0]))))  # 10 Hz
+    xy = traj.p[::sub, :2]  # (M, 2)
+    walked = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    clock = walked / 3.0 + traj.t[::sub] / 3.0
+    anchors = np.searchsorted(clock, np.arange(np.ceil(clock[-1])))
+    path = xy[::5]  # 2 Hz, enough for the clearance test
+    spread = {"park": (1.0, 10.0), "kitchen": (0.6, 4.0), "street": (1.0, 6.0)}[scene.kind]
+    kinds, geom, colors, patterns = [], [], [], []
+    for a in anchors:
+        for _ in range(3):
+            parts, radius = _random_object(scene.kind, scene.ceiling, rng)
+            angle, dist = rng.uniform(0, 2 * np.pi), radius + rng.uniform(*spread)
+            c = xy[a] + dist * np.array([np.cos(angle), np.sin(angle)])
+            if np.linalg.norm(path - c, axis=1).min() > radius + 0.8:
+                for (k, g), color, pattern in parts:
+                    kinds.append(k)
+                    geom.append(_moved(k, g, c))
+                    colors.append(np.clip(np.array(color) * rng.uniform(0.9, 1.1), 0, 1))
+                    patterns.append(pattern)
+                break
+    return replace(scene, kinds=np.array(kinds, int), geom=np.array(geom).reshape(-1, 6),
+                   colors=np.array(colors).reshape(-1, 3), patterns=np.array(patterns, int))
+
+
+def _grain(X, Y):
+    """A cheap aperiodic-looking texture in [0, 1], fixed to the world (so it flows past as the camera moves)."""
+    return 0.5 + 0.25 * np.sin(5.1 * X + 1.7 * Y) * np.sin(1.3 * X - 4.7 * Y + 0.7) + 0.25 * np.sin(
+        2.9 * X - 7.9 * Y + 1.9)
+
+
+def _ground_color(scene, X, Y):
+    """(F, P) world floor coordinates -> (F, P, 3) colour."""
+    if scene.kind == "park":  # mowing stripes 2.5 m wide, grass grain
+        mix = (np.floor(X / 2.5) % 2) * (0.8 + 0.2 * _grain(X, Y))
+    elif scene.kind == "kitchen":  # 0.6 m checker tiles with dark grout
+        tx, ty = X / 0.6, Y / 0.6
+        mix = (np.floor(tx) + np.floor(ty)) % 2 * 0.35
+        mix = np.where((tx % 1 < 0.05) | (ty % 1 < 0.05), 1.0, mix)
+    else:  # asphalt grain with dashed lane paint every 8 m
+        lane = (np.abs(Y % 8.0 - 4.0) < 0.1) & (X % 6.0 < 3.0)
+        mix = np.where(lane, 1.0, 0.1 * _grain(X, Y))
+    return scene.ground_a + (scene.ground_b - scene.ground_a) * mix[..., None].astype(np.float32)
+
+
+def _hit_box(g, ox, oy, oz, dx, dy, dz):
+    """Slab test of an axis-aligned box; rays as 1-D arrays of origins and unit directions -> distance (inf: miss)."""
+    t_near, t_far = np.full(len(dx), -np.inf, np.float32), np.full(len(dx), np.inf, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for o, d, lo, hi in ((ox, dx, g[0], g[3]), (oy, dy, g[1], g[4]), (oz, dz, g[2], g[5])):
+            inv = 1.0 / d
+            t0, t1 = (lo - o) * inv, (hi - o) * inv
+            t_near = np.maximum(t_near, np.minimum(t0, t1))
+            t_far = np.minimum(t_far, np.maximum(t0, t1))
+    return np.where((t_near <= t_far) & (t_near > 1e-3), t_near, np.inf)
+
+
+def _hit_cylinder(g, ox, oy, oz, dx, dy, dz):
+    """Side of a vertical cylinder (no caps): |(o + t d - c)_xy| = r with z0 <= z <= z1."""
+    qx, qy = ox - g[0], oy - g[1]
+    a = dx * dx + dy * dy
+    b = qx * dx + qy * dy
+    disc = b * b - a * (qx * qx + qy * qy - g[2] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (-b - np.sqrt(np.maximum(disc, 0))) / a
+    z = oz + t * dz
+    return np.where((disc > 0) & (t > 1e-3) & (z >= g[3]) & (z <= g[4]), t, np.inf)
+
+
+def _hit_sphere(g, ox, oy, oz, dx, dy, dz):
+    qx, qy, qz = ox - g[0], oy - g[1], oz - g[2]
+    b = qx * dx + qy * dy + qz * dz
+    disc = b * b - (qx * qx + qy * qy + qz * qz) + g[3] ** 2
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    return np.where((disc > 0) & (t > 1e-3), t, np.inf)
+
+
+def _normals(kind, g, p):
+    """Outward unit normals (M, 3) at surface points p (M, 3)."""
+    if kind == _SPHERE:
+        return (p - g[:3]) / g[3]
+    if kind == _CYLINDER:
+        return np.stack([(p[:, 0] - g[0]) / g[2], (p[:, 1] - g[1]) / g[2], np.zeros(len(p))], axis=1)
+    gap = np.concatenate([p - g[:3], g[3:] - p], axis=1)  # (M, 6) distances to the six faces
+    face = np.abs(gap).argmin(axis=1)
+    normal = np.zeros_like(p)
+    normal[np.arange(len(p)), face % 3] = np.where(face < 3, -1.0, 1.0)
+    return normal
+
+
+_HIT = {_BOX: _hit_box, _CYLINDER: _hit_cylinder, _SPHERE: _hit_sphere}
+
+
+def _bounds(scene):
+    """(K, 3) lower and upper corners of every primitive's bounding box."""
+    g, k = scene.geom, scene.kinds
+    lo, hi = g[:, :3].copy(), g[:, 3:].copy()
+    cyl, sph = k == _CYLINDER, k == _SPHERE
+    lo[cyl] = np.stack([g[cyl, 0] - g[cyl, 2], g[cyl, 1] - g[cyl, 2], g[cyl, 3]], axis=1)
+    hi[cyl] = np.stack([g[cyl, 0] + g[cyl, 2], g[cyl, 1] + g[cyl, 2], g[cyl, 4]], axis=1)
+    lo[sph], hi[sph] = g[sph, :3] - g[sph, 3:4], g[sph, :3] + g[sph, 3:4]
+    return lo, hi
+
+
+def _screen_boxes(scene, pos, R, f, width, height, near=0.05):
+    """For every (frame, primitive): the pixel rectangle [u0, u1) x [v0, v1) that can contain it, and whether
+    the frame sees it at all. Boxes and cylinders are bounded by their projected bounding-box corners (where the
+    box crosses the plane z = near in front of the camera, by the crossing points too), spheres by their exact
+    silhouette."""
+    lo, hi = _bounds(scene)
+    corners = np.stack([np.where(np.array(m, bool), hi, lo) for m in np.ndindex(2, 2, 2)], axis=1)  # (K, 8, 3)
+    F, K = len(pos), len(lo)
+    rel = (corners.reshape(1, -1, 3) - pos[:, None, :])  # (F, K*8, 3)
+    cam = np.matmul(rel, R).reshape(F, K, 8, 3)  # camera coordinates R^T (c - pos), as row vectors
+    x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]  # (F, K, 8) each
+    front = z > near
+    crosses = ~front.all(axis=2)  # crossing points on z = near have x, y within the corners' range
+    box = []
+    for a in (x, y):
+        proj = f * a / np.maximum(z, near)
+        low = np.where(front, proj, np.inf).min(axis=2)
+        high = np.where(front, proj, -np.inf).max(axis=2)
+        box += [np.where(crosses, np.minimum(low, f * a.min(axis=2) / near), low),
+                np.where(crosses, np.maximum(high, f * a.max(axis=2) / near), high)]
+    sph = np.flatnonzero(scene.kinds == _SPHERE)
+    if sph.size:
+        g = scene.geom[sph]
+        c = np.matmul(g[None, :, :3] - pos[:, None, :], R)  # (F, S, 3) centres in camera coordinates
+        for a, i in ((0, 0), (1, 2)):  # silhouette bounds on u, then on v
+            dist = np.hypot(c[..., a], c[..., 2])
+            centre, half = np.arctan2(c[..., a], c[..., 2]), np.arcsin(np.clip(g[:, 3] / np.maximum(dist, 1e-6), 0, 1))
+            ok = (dist > g[:, 3]) & (np.abs(centre) + half < 1.5)
+            box[i][:, sph] = np.where(ok, f * np.tan(centre - half), box[i][:, sph])
+            box[i + 1][:, sph] = np.where(ok, f * np.tan(centre + half), box[i + 1][:, sph])
+    u0 = (np.floor(np.clip(box[0], -width, width)) + width / 2).clip(0, width).astype(np.int32)  # (F, K)
+    u1 = (np.ceil(np.clip(box[1], -width, width)) + width / 2).clip(0, width).astype(np.int32)
+    v0 = (np.floor(np.clip(box[2], -height, height)) + height / 2).clip(0, height).astype(np.int32)
+    v1 = (np.ceil(np.clip(box[3], -height, height)) + height / 2).clip(0, height).astype(np.int32)
+    reach = 2.5 * scene.fog_m + np.linalg.norm(hi - lo, axis=1)
+    seen = (z.max(axis=2) > near) & (u1 > u0) & (v1 > v0) & (
+        np.linalg.norm((lo + hi)[None] / 2 - pos[:, None], axis=2) < reach)  # (F, K)
+    return u0, u1, v0, v1, seen
+
+
+def _draw_objects(scene, pos, R, d, color, depth, f, width, height):
+    """Ray-cast every primitive, only over the pixels of its screen rectangle in the frames that see it.
+
+    pos (F, 3), R (F, 3, 3), d (F, 3, P) world ray directions; color (F*P, 3) and depth (F*P,) are updated."""
+    if len(scene.kinds) == 0:
+        return
+    u0, u1, v0, v1, seen = _screen_boxes(scene, pos, R, f, width, height)
+    P = width * height
+    dx, dy, dz = (d[:, i].reshape(-1) for i in range(3))  # (F*P,) each
+    px, py, pz = (np.ascontiguousarray(pos[:, i]) for i in range(3))  # (F,) each
+    for k in np.flatnonzero(seen.any(axis=0)):
+        fr = np.flatnonzero(seen[:, k]).astype(np.int32)
+        w, h = u1[fr, k] - u0[fr, k], v1[fr, k] - v0[fr, k]
+        n = w * h
+        local = np.arange(n.sum(), dtype=np.int32) - np.repeat(np.cumsum(n) - n, n)  # pixel number in the rectangle
+        ww = np.repeat(w, n)
+        frame = np.repeat(fr, n)
+        idx = frame * P + (np.repeat(v0[fr, k], n) + local // ww) * width + np.repeat(u0[fr, k], n) + local % ww
+        ox, oy, oz = px[frame], py[frame], pz[frame]
+        rx, ry, rz = dx[idx], dy[idx], dz[idx]
+        t = _HIT[scene.kinds[k]](scene.geom[k], ox, oy, oz, rx, ry, rz)
+        closer = np.flatnonzero(t < depth[idx])
+        if not closer.size:
+            continue
+        idx, t = idx[closer], t[closer]
+        p = np.stack([ox[closer], oy[closer], oz[closer]], axis=1) + t[:, None] * np.stack(
+            [rx[closer], ry[closer], rz[closer]], axis=1)  # (M, 3) hit points
+        normal = _normals(scene.kinds[k], scene.geom[k], p)
+        shade = 0.55 + 0.45 * np.clip(normal @ scene.light, 0, None)  # (M,) ambient + Lambert
+        c = np.broadcast_to(scene.colors[k], (len(t), 3)).copy()
+        if scene.patterns[k] == _LIT:
+            shade[:] = 1.0
+        elif scene.patterns[k] == _WINDOWS:
+            along, up = (p[:, 0] + p[:, 1]) / 2.4 % 1, p[:, 2] / 3.0 % 1
+            window = (np.abs(normal[:, 2]) < 0.5) & (along > 0.3) & (along < 0.75) & (up > 0.35) & (up < 0.8)
+            c[window] = (0.22, 0.27, 0.35)
+        depth[idx] = t
+        color[idx] = c * shade[:, None]
+
+
+def _render_chunk(scene, pos, R, d_cam, f, width, height):
+    pos, R = pos.astype(np.float32), R.astype(np.float32)
+    d = np.matmul(R, d_cam.T.astype(np.float32))  # (3, P) -> (F, 3, P) world ray directions
+    dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]  # (F, P) each
+    ox, oy, oz = (pos[:, i:i + 1] for i in range(3))  # (F, 1) each; oz: height above the floor
+    down = dz < -1e-4
+    t_floor = oz / np.where(down, -dz, 1.0)  # (F, P) distance to the floor
+    color = _ground_color(scene, ox + t_floor * dx, oy + t_floor * dy)  # (F, P, 3)
+    if scene.ceiling is None:
+        s = np.sqrt(np.clip(dz, 0, 1))[..., None]
+        sky = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * s  # (F, P, 3) gradient with elevation
+        depth = np.where(down, t_floor, np.inf)
+    else:
+        t_ceil = (scene.ceiling - oz) / np.where(down, 1.0, np.maximum(dz, 1e-4))
+        X, Y = ox + t_ceil * dx, oy + t_ceil * dy
+        panel = ((X % 3.0) < 0.8) & ((Y % 3.0) < 0.8)  # light panels every 3 m
+        sky = np.where(panel[..., None], np.float32(1.0), scene.ceiling_color * (0.9 + 0.1 * _grain(X, Y))[..., None])
+        depth = np.where(down, t_floor, t_ceil)
+    color = np.where(down[..., None], color, sky).reshape(-1, 3)  # (F*P, 3)
+    depth = depth.astype(np.float32).reshape(-1)  # (F*P,)
+    _draw_objects(scene, pos, R, d, color, depth, f, width, height)
+    fog = scene.fog_max * (1 - np.exp(-np.minimum(depth, 1e4) / scene.fog_m))  # (F*P,)
+    fog[np.isinf(depth)] = 0.0
+    color = color + (scene.sky_horizon - color) * fog[..., None]
+    return np.clip(color * scene.brightness * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_frames(scene, pos, R, width, height, fov_deg=90.0, chunk=200):
+    """Pinhole ray casting. pos (F, 3): camera position with z = height above the floor; R (F, 3, 3) sensor ->
+    world rotations (camera x right, y down, z forward, principal point at the image centre)
+    -> (F, height, width, 3) uint8."""
+    f = 0.5 * width / np.tan(np.radians(fov_deg) / 2)  # focal length [px]
+    jj, ii = np.meshgrid(np.arange(width), np.arange(height))
+    d_cam = np.stack([(jj + 0.5 - width / 2) / f, (ii + 0.5 - height / 2) / f, np.ones(jj.shape)], -1).reshape(-1, 3)
+    d_cam /= np.linalg.norm(d_cam, axis=1, keepdims=True)  # (P, 3) unit rays, row-major pixels
+    out = np.empty((len(pos), height, width, 3), np.uint8)
+    for s in range(0, len(pos), chunk):
+        out[s:s + chunk] = _render_chunk(scene, pos[s:s + chunk], R[s:s + chunk], d_cam, f, width, height).reshape(
+            -1, height, width, 3)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Putting a recording together; the dataset
+# --------------------------------------------------------------------------------------
+
+
+def synthesize_recording(cfg, index, activities=None):
+    """Recording `index` of the synthetic world, in memory: (plan, trajectory, write_recording keyword args).
+
+    Three random streams, all from (seed, index): the plan, the objects and palette, the IMU noise.
+    `activities` forces the segment sequence (see plan_recording)."""
+    plan = plan_recording(cfg, index, activities)
+    traj = head_trajectory(plan, cfg.sim_rate_hz)
+    imu_t, acc, gyro = imu_from_trajectory(traj, cfg.imu_rate_hz)
+    noise = np.random.default_rng([cfg.seed, index, 1])
+    imu = np.concatenate([acc, gyro], axis=1) + plan.imu_bias  # (N, 6)
+    imu += noise.normal(size=imu.shape) * np.repeat([cfg.acc_noise, cfg.gyro_noise], 3)
+    scene_rng = np.random.default_rng([cfg.seed, index, 2])
+    scene = place_objects(make_scene(plan.scene, scene_rng), traj, scene_rng)
+    frames_t = np.arange(int(round(plan.duration * cfg.video_fps))) / cfg.video_fps  # (F,)
+    k = np.round(frames_t * cfg.sim_rate_hz).astype(int)  # frame times on the dense grid
+    cam_pos = traj.p[k] - np.stack([np.zeros_like(k), np.zeros_like(k), traj.floor[k]], axis=1)  # z above the floor
+    frames = render_frames(scene, cam_pos, traj.R[k], cfg.width, cfg.height, cfg.fov_deg)
+    meta = {
+        "source": "synthetic", "imu_rate_hz": float(cfg.imu_rate_hz), "video_fps": float(cfg.video_fps),
+        "duration_sec": plan.duration, "imu_frame": IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
+        "index": index, "person": plan.person,
+        "camera": {"model": "pinhole, principal point at the image centre, same frame as the IMU",
+                   "fov_deg": float(cfg.fov_deg), "width": cfg.width, "height": cfg.height},
+        "imu_bias": {"acc": [round(float(b), 6) for b in plan.imu_bias[:3]],
+                     "gyro": [round(float(b), 6) for b in plan.imu_bias[3:]]},
+        "imu_noise_std": {"acc": cfg.acc_noise, "gyro": cfg.gyro_noise},
+        "sim_rate_hz": float(cfg.sim_rate_hz), "objects": int(len(scene.kinds)),
+    }
+    segments = [{"start": s.start, "end": s.end, "label": s.label} for s in plan.segments]
+    record = dict(imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t, narrations=plan.narrations,
+                  segments=segments, meta=meta)
+    return plan, traj, record
+
+
+def recording_name(plan):
+    """Directory name of a synthetic recording, e.g. "syn007_street"."""
+    return f"syn{plan.index:03d}_{plan.scene}"
+
+
+def _synthesize_one(job):
+    cfg, index, out_dir = job
+    plan, _, record = synthesize_recording(cfg, index)
+    return write_recording(Path(out_dir) / recording_name(plan), **record)
+
+
+def synthesize(out_dir, cfg=None):
+    """Write cfg.recordings synthetic recordings into out_dir (same seed -> byte-identical files)."""
+    cfg = cfg or SynthConfig()
+    cfg.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(cfg, i, str(out_dir)) for i in range(cfg.recordings)]
+    workers = min(cfg.workers, cfg.recordings)
+    start, paths = time.perf_counter(), []
+    print(f"synth: {cfg.recordings} recordings x {cfg.minutes:g} min, {cfg.width}x{cfg.height} px, "
+          f"{workers} worker(s) -> {out_dir}", file=sys.stderr)
+    with (multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+        for path in pool.imap_unordered(_synthesize_one, jobs) if pool else map(_synthesize_one, jobs):
+            paths.append(path)
+            if len(paths) % max(1, cfg.recordings // 10) == 0 or len(paths) == cfg.recordings:
+                print(f"synth: {len(paths)}/{cfg.recordings} recordings, {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr)
+    return sorted(paths)
+
+
+def default_dataset(path=None):
+    """The dataset used when none is given: `path`, else $IMU2CLIP_DATA, else ./data/synthetic; generated with
+    the default SynthConfig when it holds no recordings yet."""
+    root = Path(path or os.environ.get("IMU2CLIP_DATA") or Path("data") / "synthetic")
+    if root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir()):
+        return root
+    print(f"default_dataset: no recordings in {root}; generating the default synthetic dataset", file=sys.stderr)
+    synthesize(root, SynthConfig())
+    return root
+
+
+# --------------------------------------------------------------------------------------
+# Pictures: IMU plots and recording previews (PIL only)
+# --------------------------------------------------------------------------------------
+
+_PLOT_LEFT, _PLOT_RIGHT = 64, 10  # margins of draw_signals' panels [px]; `show` aligns its time axis to them
+_AXIS_COLORS = ((214, 39, 40), (44, 160, 44), (31, 119, 180))  # x, y, z
+_ACTIVITY_COLORS = ((66, 133, 244), (219, 68, 55), (158, 158, 158), (171, 71, 188), (255, 167, 38),
+                    (38, 166, 154), (121, 85, 72))  # in ACTIVITIES order
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has a single bitmap font
+        return ImageFont.load_default()
+
+
+def _polyline(values, x0, x1, y_of):
+    """Points of a polyline over [x0, x1]; long signals become a min/max envelope per pixel column."""
+    n, cols = len(values), max(2, int(x1 - x0))
+    if n <= 2 * cols:
+        return list(zip(np.linspace(x0, x1, n).tolist(), y_of(values).tolist()))
+    edges = np.linspace(0, n, cols + 1).astype(int)[:-1]
+    lo, hi = np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
+    xs = np.repeat(np.linspace(x0, x1, cols), 2)
+    ys = y_of(np.stack([lo, hi], axis=1).reshape(-1))
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def draw_signals(imu, width, height, title=None):
+    """Plot IMU channels (6, T) as two labelled panels, acc [m/s^2] and gyro [rad/s], x/y/z in red/green/blue."""
+    imu = np.asarray(imu, np.float64)
+    if imu.ndim != 2 or imu.shape[0] != 6 or imu.shape[1] < 2:
+        raise ValueError(f"draw_signals: expected imu of shape (6, T) with T >= 2, got {imu.shape}")
+    img = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(img), _font(11)
+    top = 18 if title else 4
+    if title:
+        draw.text((_PLOT_LEFT, 2), title, fill="black", font=font)
+    gap = 6
+    panel = (height - top - gap - 4) // 2
+    x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
+    for g, (name, unit) in enumerate((("acc", "m/s^2"), ("gyro", "rad/s"))):
+        y0 = top + g * (panel + gap)
+        y1 = y0 + panel
+        sig = imu[3 * g:3 * g + 3]
+        lo, hi = float(sig.min()), float(sig.max())
+        pad = max(0.05 * (hi - lo), 1e-3)
+        lo, hi = lo - pad, hi + pad
+        y_of = lambda v, lo=lo, hi=hi, y0=y0, y1=y1: y1 - (v - lo) / (hi - lo) * (y1 - y0)  # noqa: E731
+        draw.rectangle([x0, y0, x1, y1], outline=(170, 170, 170))
+        if lo < 0 < hi:
+            draw.line([(x0, y_of(0.0)), (x1, y_of(0.0))], fill=(215, 215, 215))
+        for c in range(3):
+            draw.line(_polyline(sig[c], x0 + 1, x1 - 1, y_of), fill=_AXIS_COLORS[c], width=1)
+        draw.text((4, y0), f"{hi:.1f}", fill=(90, 90, 90), font=font)
+        draw.text((4, y1 - 12), f"{lo:.1f}", fill=(90, 90, 90), font=font)
+        draw.text((4, (y0 + y1) // 2 - 12), name, fill="black", font=font)
+        draw.text((4, (y0 + y1) // 2), unit, fill=(90, 90, 90), font=font)
+        for c, axis in enumerate("xyz"):
+            draw.text((x1 - 50 + 16 * c, y0 + 2), axis, fill=_AXIS_COLORS[c], font=font)
+    return img
+
+
+def draw_recording(rec, width=1200, height=800, n_frames=10):
+    """One picture of a recording: IMU panels, activity band, a strip of frames and the narrations, all on a
+    shared time axis."""
+    if width < 400 or height < 300 or not 1 <= n_frames <= 50:
+        raise DataError(f"preview size {width}x{height} with {n_frames} frames: need width >= 400, height >= 300 "
+                        f"and 1-50 frames")
+    duration = float(max(rec.imu_t[-1], rec.frames_t[-1]))
+    x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
+    x_of = lambda t: x0 + (x1 - x0) * t / duration  # noqa: E731
+    img = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(img), _font(11)
+    title = (f"{rec.id}   source={rec.meta.get('source')}   scene={rec.meta.get('scene')}   {duration:.1f} s   "
+             f"IMU {len(rec.imu)} samples   video {len(rec.frames)} frames")
+    draw.text((8, 4), title, fill="black", font=_font(13))
+    legend = sum(draw.textlength(a, font=font) + 22 for a in ACTIVITIES)
+    x = width - legend - 4
+    if x > 16 + draw.textlength(title, font=_font(13)):  # activity colours, when there is room
+        for a, color in zip(ACTIVITIES, _ACTIVITY_COLORS):
+            draw.rectangle([x, 7, x + 10, 17], fill=color)
+            draw.text((x + 13, 6), a, fill="black", font=font)
+            x += draw.textlength(a, font=font) + 22
+    y = 24
+    signals_h = int(0.4 * height)
+    img.paste(draw_signals(np.asarray(rec.imu).T, width, signals_h), (0, y))  # (N, 6) -> (6, N)
+    y += signals_h + 2
+    for s in rec.segments:  # activity band
+        color = _ACTIVITY_COLORS[ACTIVITIES.index(s["label"]) % 7] if s["label"] in ACTIVITIES else (120, 120, 120)
+        a, b = x_of(s["start"]), x_of(s["end"])
+        draw.rectangle([a, y, max(a, b - 1), y + 14], fill=color)
+        if draw.textlength(s["label"], font=font) < b - a - 4:
+            draw.text((a + 3, y + 1), s["label"], fill="white", font=font)
+    draw.text((4, y + 1), "activity", fill="black", font=font)
+    y += 18
+    slot = (x1 - x0) / n_frames
+    tile = int(min(slot - 4, 0.22 * height))
+    for i in range(n_frames):
+        t = (i + 0.5) * duration / n_frames
+        j = int(np.clip(np.searchsorted(rec.frames_t, t), 0, len(rec.frames) - 1))
+        frame = Image.fromarray(np.asarray(rec.frames[j])).resize((tile, tile), Image.NEAREST)
+        img.paste(frame, (int(x_of(t) - tile / 2), y))
+        draw.text((int(x_of(t) - tile / 2), y + tile + 1), f"{rec.frames_t[j]:.1f} s", fill=(90, 90, 90), font=font)
+    draw.text((4, y), "video", fill="black", font=font)
+    y += tile + 16
+    draw.text((4, y), "narrations", fill="black", font=font)
+    rows = max(1, (height - y - 2) // 13)
+    row_end = [x0] * rows
+    for n in sorted(rec.narrations, key=lambda n: n["t"]):
+        x = x_of(n["t"])
+        draw.line([(x, y - 3), (x, y + 1)], fill="black")
+        r = int(np.argmin(row_end))
+        if row_end[r] > x:
+            continue  # no free row here: the tick is still drawn
+        text = clean_narration(n["text"])
+        while text and x + draw.textlength(text, font=font) > width - 2:
+            text = text[:-2] + "~"
+        draw.text((x, y + 2 + 13 * r), text, fill=(40, 40, 40), font=font)
+        row_end[r] = x + draw.textlength(text, font=font) + 6
+    return img
+
+
+def _run_synth(args):
+    cfg = SynthConfig(**{f.name: tuple(getattr(args, f.name)) if isinstance(f.default, tuple) else getattr(args, f.name)
+                         for f in fields(SynthConfig)})
+    start = time.perf_counter()
+    paths = synthesize(args.out, cfg)
+    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
+    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+
+
+def _run_show(args):
+    img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f"{args.out.name}.tmp-{os.getpid()}")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({img.width}x{img.height})")
+
+
 def _add_world_commands(sub):
     """Register the `synth` and `show` subcommands."""
+    p = sub.add_parser("synth", help="write a synthetic dataset",
+                       description="Write a dataset of synthetic recordings (same seed -> same bytes).")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    for f in fields(SynthConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, tuple):
+            p.add_argument(flag, nargs="+", default=list(f.default), choices=SCENES, help="default: %(default)s")
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default, help="default: %(default)s")
+    p.set_defaults(run=_run_synth)
+    s = sub.add_parser("show", help="draw one recording to a PNG",
+                       description="Draw a recording: IMU channels, activities, a strip of frames, narrations.")
+    s.add_argument("recording", type=Path, help="recording directory")
+    s.add_argument("--out", type=Path, required=True, help="PNG to write")
+    s.add_argument("--width", type=int, default=1200, help="default: %(default)s")
+    s.add_argument("--height", type=int, default=800, help="default: %(default)s")
+    s.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
+    s.set_defaults(run=_run_show)
 
 
 # ======================================================================================
@@ -31,8 +1248,736 @@ def _add_world_commands(sub):
 # ======================================================================================
 
 
+# A window is a time span [s, s + window_sec) of one recording. Its IMU is resampled onto the model's
+# fixed grid, its frame(s) and its narration are encoded once by the frozen CLIP and the embeddings are
+# cached on disk (the paper's implementation note: "pre-process each medium into equal-length parallel
+# windows and cache them"), so training runs a small IMU encoder against stored vectors.
+
+CACHE_VERSION = 1  # bump when the cache layout or the window maths change: old caches are then ignored
+EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass
+class WindowConfig:
+    """How recordings are cut into windows; everything but the split fields is part of the cache key."""
+    window_sec: float = 5.0  # window length in seconds (the official code's effective window)
+    rate_hz: float = 200.0  # IMU rate the model sees; every source is resampled to it
+    mode: str = "narration"  # "narration": centred on each narration; "sliding": every stride_sec, no text
+    stride_sec: float = 2.5  # step between sliding windows (sliding mode and export-labelled only)
+    video_mode: str = "clip_1frame"  # "clip_1frame": middle frame; "clip_avg_frames": mean of first/mid/last
+    max_gap_sec: float = 0.1  # a window whose IMU has a larger hole between two samples is dropped
+    val_frac: float = 0.15  # fraction of recordings (not windows) held out for validation
+    test_frac: float = 0.15  # fraction of recordings held out for testing
+    split_seed: int = 0  # seed of the permutation of recording ids that assigns the splits
+
+    def __post_init__(self):
+        if self.mode not in ("narration", "sliding"):
+            raise DataError(f"WindowConfig.mode must be 'narration' or 'sliding', got {self.mode!r}")
+        if self.video_mode not in ("clip_1frame", "clip_avg_frames"):
+            raise DataError(
+                f"WindowConfig.video_mode must be 'clip_1frame' or 'clip_avg_frames', got {self.video_mode!r}")
+        if not (self.window_sec > 0 and self.rate_hz > 0 and self.stride_sec > 0 and self.max_gap_sec > 0):
+            raise DataError("WindowConfig: window_sec, rate_hz, stride_sec and max_gap_sec must be positive")
+        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
+            raise DataError("WindowConfig: val_frac and test_frac must be in [0, 1) with a sum below 1")
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per window on the model grid, T = round(rate_hz * window_sec)."""
+        return int(round(self.rate_hz * self.window_sec))
+
+
+# ----- resampling ---------------------------------------------------------------------------------------
+
+
+def _boxcar(x, k):
+    """Centred moving average of odd length k along axis 0: (S, K) -> (S, K). Near the ends the window
+    shrinks symmetrically (sample i averages i-j..i+j, j = min(k // 2, i, S - 1 - i)), so the average of
+    increasing times stays strictly increasing and the first and last samples stay in place."""
+    h = min(k // 2, (len(x) - 1) // 2)
+    out = x.copy()
+    out[h:len(x) - h] = sum(x[h + o:len(x) - h + o] for o in range(-h, h + 1)) / (2 * h + 1)
+    for i in range(1, h):
+        out[i], out[-1 - i] = x[:2 * i + 1].mean(axis=0), x[-2 * i - 1:].mean(axis=0)
+    return out
+
+
+def _resample(x, t, t_out, rate_hz=None):
+    """Linear interpolation of the columns of x (S, K) from times t (S,) to t_out (M,): -> (M, K) float64.
+
+    Why linear interpolation on timestamps: it handles jittered and irregular clocks (Ego4D is ~200 Hz with
+    jitter) without assuming a nominal rate, is exact for piecewise-linear signals, and its error on a
+    smooth signal is at most dt^2/8 * max|x''|, negligible for human motion (< 20 Hz) sampled at >= 50 Hz.
+    Upsampling (a 50 Hz phone) needs nothing else. Downsampling (Aria at 800-1000 Hz) would alias content
+    above the new Nyquist rate, so when the source is more than twice as fast as rate_hz, a centred boxcar
+    of about source/target samples is applied first, to the values and to their timestamps alike (so a
+    jittered clock is averaged consistently and a linear signal stays exact): a cheap low-pass whose first
+    null sits near rate_hz. It is not a sharp filter, but what it lets through is small for motion signals
+    and the encoder's first convolution is a learned filter on top of it. Times outside t hold the edge
+    value (callers drop windows that run past the ends before resampling).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    t_out = np.asarray(t_out, dtype=np.float64)
+    if len(t) < 2:
+        raise ValueError("resampling needs at least two source samples")
+    if rate_hz is not None:
+        ratio = 1.0 / (np.median(np.diff(t)) * rate_hz)  # source rate / target rate
+        if ratio > 2.01:  # (a tolerance: a 400 Hz source read at 200 Hz is "exactly 2x", left alone)
+            k = int(ratio) | 1  # odd, so the average is centred on a sample
+            x, t = _boxcar(x, k), _boxcar(t[:, None], k)[:, 0]
+    j = np.clip(np.searchsorted(t, t_out, side="right") - 1, 0, len(t) - 2)  # (M,) left neighbour
+    w = np.clip((t_out - t[j]) / (t[j + 1] - t[j]), 0.0, 1.0)[:, None]  # (M, 1) weight of the right one
+    return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
+
+
+def resample_imu(imu, t, t_out, rate_hz=None):
+    """Resample IMU samples imu (N, 6) taken at times t (N,) onto times t_out (M,): -> (M, 6) float32.
+
+    rate_hz is the rate of t_out; when given and the source is more than 2x faster, the signal is
+    band-limited first (see _resample). Times outside [t[0], t[-1]] hold the edge value.
+    """
+    imu = np.asarray(imu)
+    if imu.ndim != 2 or imu.shape[1] != 6 or len(imu) != len(t):
+        raise ValueError(f"resample_imu: imu must be (N, 6) with N = len(t) = {len(t)}, got {imu.shape}")
+    return _resample(imu, t, t_out, rate_hz).astype(np.float32)
+
+
+# ----- the window index of one recording -----------------------------------------------------------------
+
+
+def _candidate_starts(rec, cfg):
+    """Window starts (Nw,) and their narration texts (raw; None in sliding mode) for one recording."""
+    if cfg.mode == "narration":
+        t = np.array([float(n["t"]) for n in rec.narrations], dtype=np.float64)
+        return t - cfg.window_sec / 2, [n["text"] for n in rec.narrations]
+    lo, hi = _span(rec)
+    count = int(np.floor((hi - lo - cfg.window_sec) / cfg.stride_sec + 1e-9)) + 1
+    return lo + cfg.stride_sec * np.arange(max(count, 0)), None
+
+
+def _span(rec):
+    """The time span covered by both the IMU and the video of a recording."""
+    return max(rec.imu_t[0], rec.frames_t[0]), min(rec.imu_t[-1], rec.frames_t[-1])
+
+
+def _select_windows(rec, starts, cfg):
+    """Keep-mask (Nw,) of windows that lie inside the recording, have no IMU gap and contain a frame,
+    plus the frame indices (Nw, 3): first, middle (nearest the centre) and last frame of each window."""
+    w, eps = cfg.window_sec, 1e-6
+    lo, hi = _span(rec)
+    inside = (starts >= lo - eps) & (starts + w <= hi + eps)
+    # an IMU gap is a difference between consecutive timestamps above max_gap_sec; a window has one when
+    # a gap lies between the last sample at or before its start and the first sample at or after its end
+    gaps = np.flatnonzero(np.diff(rec.imu_t) > cfg.max_gap_sec)  # gap g spans imu_t[g] .. imu_t[g + 1]
+    i0 = np.searchsorted(rec.imu_t, starts, side="right") - 1
+    i1 = np.searchsorted(rec.imu_t, starts + w, side="left")
+    no_gap = np.searchsorted(gaps, i1, side="left") == np.searchsorted(gaps, i0, side="left")
+    ft = rec.frames_t
+    first = np.searchsorted(ft, starts - eps, side="left")  # (Nw,) first frame at or after the start
+    last = np.searchsorted(ft, starts + w - eps, side="left") - 1  # last frame before the end
+    centre = starts + w / 2
+    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)
+    left = np.clip(right - 1, 0, len(ft) - 1)
+    middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
+    has_frame = first <= last
+    frames = np.stack([first, middle, last], axis=1)  # (Nw, 3)
+    drops = {
+        "out_of_range": int((~inside).sum()),
+        "imu_gap": int((inside & ~no_gap).sum()),
+        "no_frame": int((inside & no_gap & ~has_frame).sum()),
+    }
+    return inside & no_gap & has_frame, frames, drops
+
+
+def _window_imu(rec, starts, cfg):
+    """IMU of each window on the model grid: (Nw,) starts -> (Nw, 6, T) float32."""
+    T = cfg.num_samples
+    t_out = starts[:, None] + np.arange(T)[None, :] / cfg.rate_hz  # (Nw, T) sample times
+    x = _resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz)  # (Nw * T, 6)
+    return x.reshape(len(starts), T, 6).transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
+
+
+def _window_labels(rec, starts, window_sec, class_names):
+    """Label of each window (Nw,) int64: the activity covering the largest part of it, -1 when none."""
+    labels = np.full(len(starts), -1, dtype=np.int64)
+    if not rec.segments or not len(starts):
+        return labels
+    try:
+        seg = np.array([[float(s["start"]), float(s["end"])] for s in rec.segments])  # (S, 2)
+        cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{rec.path / 'segments.json'}: bad segment ({e}); labels must be one of "
+                        f"{list(class_names)}") from None
+    overlap = np.minimum(starts[:, None] + window_sec, seg[None, :, 1]) - np.maximum(starts[:, None], seg[None, :, 0])
+    overlap = np.clip(overlap, 0.0, None)  # (Nw, S) seconds of each segment inside each window
+    cover = overlap @ np.eye(len(class_names))[cls]  # (Nw, C) seconds of each class
+    best = cover.argmax(axis=1)
+    return np.where(cover.max(axis=1) > 0, best, labels)
+
+
+def _class_names(recs):
+    """Class names of a dataset: meta["class_names"] when the recordings give them, else ACTIVITIES."""
+    names = {tuple(r.meta.get("class_names", ACTIVITIES)) for r in recs}
+    if len(names) > 1:
+        raise DataError(f"{recs[0].path.parent}: recordings disagree on meta.json class_names: {sorted(names)}")
+    return names.pop() if names else tuple(ACTIVITIES)
+
+
+def _split_of(ids, cfg):
+    """Assign recording ids to train/val/test: a seeded permutation of the sorted ids, so the split is by
+    recording (no window of a test recording is ever trained on) and deterministic. With >= 3 recordings
+    val and test each get at least one recording (when their fraction is > 0) and train keeps one."""
+    ids = sorted(ids)
+    n = len(ids)
+    n_val = n_test = 0
+    if n >= 3:
+        n_test = max(1, int(round(cfg.test_frac * n))) if cfg.test_frac > 0 else 0
+        n_val = max(1, int(round(cfg.val_frac * n))) if cfg.val_frac > 0 else 0
+        while n_val + n_test > n - 1:  # keep one recording to train on
+            n_val, n_test = (n_val - 1, n_test) if n_val >= n_test else (n_val, n_test - 1)
+    order = np.random.default_rng(cfg.split_seed).permutation(n)
+    split = {}
+    for rank, i in enumerate(order):
+        split[ids[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return split
+
+
+# ----- the embedding cache -------------------------------------------------------------------------------
+
+
+def _recording_fingerprint(path):
+    """What identifies a recording's content: small files by their bytes, large arrays by size + mtime."""
+    parts = [path.name]
+    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        st = f.stat()
+        if st.st_size <= 1 << 20:
+            parts.append(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}")
+        else:
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return parts
+
+
+def cache_fingerprint(paths, cfg, clip):
+    """sha256 over everything a cached window depends on: recordings, window parameters, CLIP, format.
+    The split fields are left out: the cache holds the whole dataset and the split is chosen on load."""
+    window = {k: getattr(cfg, k) for k in ("window_sec", "rate_hz", "mode", "stride_sec", "video_mode",
+                                              "max_gap_sec")}
+    if cfg.mode == "narration":
+        window.pop("stride_sec")
+    key = {"version": CACHE_VERSION, "window": window, "clip": clip.fingerprint,
+           "recordings": [_recording_fingerprint(Path(p)) for p in paths]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _save_cache(cache, arrays, index):
+    """Write the cache directory atomically: build it under a temporary name, then rename it into place.
+    manifest.json (size + sha256 of every file) is written last, inside the temporary directory."""
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, a in arrays.items():
+        np.save(tmp / f"{name}.npy", a)
+    (tmp / "index.json").write_text(json.dumps(index))
+    files = {f.name: {"size": f.stat().st_size, "sha256": _sha256_file(f)} for f in sorted(tmp.iterdir())}
+    (tmp / "manifest.json").write_text(json.dumps({"version": CACHE_VERSION, "files": files}, indent=1))
+    if cache.exists():  # a damaged cache: move it aside first, so the rename below stays atomic
+        old = cache.with_name(f"{cache.name}.old-{os.getpid()}")
+        os.replace(cache, old)
+        shutil.rmtree(old)
+    try:
+        os.replace(tmp, cache)
+    except OSError:  # another process (e.g. another rank) put a cache in place meanwhile: keep theirs
+        shutil.rmtree(tmp)
+
+
+def _load_cache(cache):
+    """Read a cache directory, verifying every file against the manifest; None when absent or damaged."""
+    manifest = cache / "manifest.json"
+    if not manifest.exists():
+        return None
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        for name, want in files.items():
+            f = cache / name
+            if not f.exists() or f.stat().st_size != want["size"] or _sha256_file(f) != want["sha256"]:
+                raise ValueError(f"{name} is missing or does not match its checksum")
+        arrays = {f[:-4]: np.load(cache / f) for f in files if f.endswith(".npy")}
+        index = json.loads((cache / "index.json").read_text())
+    except (ValueError, KeyError, OSError) as e:
+        print(f"window cache {cache} is damaged ({e}); rebuilding it", file=sys.stderr)
+        return None
+    return arrays, index
+
+
+def _build_cache(paths, cfg, clip):
+    """Index, resample and embed every window of every recording: -> (arrays, index)."""
+    recs = [read_recording(p) for p in paths]
+    class_names = _class_names(recs)
+    D = clip.embed_dim
+    report = {"recordings": len(recs), "candidates": 0, "kept": 0,
+              "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0, "empty_text": 0}}
+    imu, labels, frame_rows, texts, starts_all, rec_ids, middle = [], [], [], [], [], [], []
+    pending, frame_embs, n_frames = [], [], 0
+    last_print = time.monotonic()
+    for k, rec in enumerate(recs):
+        starts, raw_texts = _candidate_starts(rec, cfg)
+        keep, frames, drops = _select_windows(rec, starts, cfg)
+        if raw_texts is not None:  # narration mode: windows whose text cleans to "" are dropped
+            cleaned = np.array([clean_narration(s) for s in raw_texts], dtype=object)
+            empty = keep & (cleaned == "")
+            drops["empty_text"] = int(empty.sum())
+            keep &= ~empty
+            texts.extend(cleaned[keep])
+        report["candidates"] += len(starts)
+        for reason, n in drops.items():
+            report["dropped"][reason] += n
+        starts, frames = starts[keep], frames[keep]
+        if cfg.video_mode == "clip_1frame":
+            frames = frames[:, 1:2]  # (Nw, 1): only the middle frame
+        needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
+        pending.append(rec.frames[needed])  # (U, H, W, 3) uint8, read from the memory map
+        frame_rows.append(n_frames + inverse.reshape(frames.shape))  # (Nw, 1 or 3) rows of the embeddings
+        n_frames += len(needed)
+        if sum(p.nbytes for p in pending) >= 1 << 28:  # embed in chunks of ~256 MB of frames
+            frame_embs.append(clip.embed_images(np.concatenate(pending)))
+            pending = []
+        imu.append(_window_imu(rec, starts, cfg))
+        labels.append(_window_labels(rec, starts, cfg.window_sec, class_names))
+        starts_all.extend(starts.tolist())
+        rec_ids.extend([rec.id] * len(starts))
+        middle.extend(frames[:, frames.shape[1] // 2].tolist())
+        if time.monotonic() - last_print > 5:
+            print(f"windows: {k + 1}/{len(recs)} recordings indexed", file=sys.stderr)
+            last_print = time.monotonic()
+    report["kept"] = len(starts_all)
+    if not starts_all:
+        raise DataError(f"{Path(paths[0]).parent}: no window survived ({report})")
+    if sum(len(p) for p in pending):
+        frame_embs.append(clip.embed_images(np.concatenate(pending)))
+    frame_emb = np.concatenate(frame_embs).astype(np.float32)  # (U_total, D)
+    if frame_emb.shape != (n_frames, D):
+        raise ValueError(f"clip.embed_images returned {frame_emb.shape}, expected ({n_frames}, {D})")
+    arrays = {
+        "imu": np.concatenate(imu),  # (N, 6, T) float32
+        "video_emb": frame_emb[np.concatenate(frame_rows)].mean(axis=1),  # (N, k, D) -> (N, D)
+        "labels": np.concatenate(labels),  # (N,) int64
+    }
+    if cfg.mode == "narration":
+        distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
+        report["distinct_texts"] = len(distinct)
+        arrays["text_emb"] = clip.embed_texts(distinct.tolist()).astype(np.float32)[inverse]  # (N, D)
+    seen = {}
+    window_ids = []
+    for r, s in zip(rec_ids, starts_all):  # "<recording>@<start_sec>", made unique when two narrations coincide
+        wid = f"{r}@{s:.3f}"
+        seen[wid] = seen.get(wid, 0) + 1
+        window_ids.append(wid if seen[wid] == 1 else f"{wid}~{seen[wid] - 1}")
+    index = {"texts": texts if cfg.mode == "narration" else [""] * len(starts_all), "window_ids": window_ids,
+             "recording_ids": rec_ids, "middle_frames": middle, "class_names": list(class_names),
+             "embed_dim": D, "report": report}
+    return arrays, index
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Parallel (IMU, video embedding, text embedding) windows of a dataset, from the embedding cache.
+
+    WindowDataset(root, split, cfg, clip, cache_dir=None) builds the cache of the whole dataset (or
+    reuses it when its fingerprint matches), then keeps the windows of the split's recordings.
+    """
+
+    def __init__(self, root, split, cfg, clip, cache_dir=None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root, self.split, self.cfg = Path(root), split, cfg
+        paths = list_recordings(self.root)
+        fp = cache_fingerprint(paths, cfg, clip)
+        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{fp[:24]}"
+        loaded = _load_cache(self.cache_path)
+        self.cache_reused = loaded is not None
+        if loaded is None:
+            print(f"windows: building the embedding cache {self.cache_path} for {len(paths)} recordings",
+                  file=sys.stderr)
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _save_cache(self.cache_path, *_build_cache(paths, cfg, clip))
+            loaded = _load_cache(self.cache_path)
+            if loaded is None:
+                raise DataError(f"{self.cache_path}: cache unreadable right after writing it")
+        arrays, index = loaded
+        rec_ids = np.array(index["recording_ids"], dtype=object)
+        assignment = _split_of([p.name for p in paths], cfg)
+        if split == "all":
+            sel = np.arange(len(rec_ids))
+        else:
+            sel = np.flatnonzero(np.array([assignment[r] == split for r in rec_ids], dtype=bool))
+            if not len(sel):
+                raise DataError(f"{self.root}: the {split!r} split is empty ({len(paths)} recordings; "
+                                f"val and test need >= 3 recordings and a fraction > 0)")
+        self.imu = arrays["imu"][sel]  # (N, 6, T) float32
+        self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
+        self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
+        self.labels = arrays["labels"][sel]  # (N,) int64, -1 = no activity
+        self._texts = np.array(index["texts"], dtype=object)[sel]
+        self._window_ids = np.array(index["window_ids"], dtype=object)[sel]
+        self.texts, self.window_ids = self._texts.tolist(), self._window_ids.tolist()
+        self.recording_ids = rec_ids[sel].tolist()
+        self.frame_index = list(zip(self.recording_ids, np.array(index["middle_frames"])[sel].tolist()))
+        self.class_names = tuple(index["class_names"])
+        self.embed_dim = int(index["embed_dim"])
+        self.report = dict(index["report"], split=split, windows_in_split=len(sel),
+                           recordings_in_split=len(set(self.recording_ids)))
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {
+            "imu": torch.from_numpy(self.imu[i]),  # (6, T)
+            "video_emb": torch.from_numpy(self.video_emb[i]),  # (D,)
+            "text_emb": (torch.from_numpy(self.text_emb[i]) if self.text_emb is not None
+                         else torch.zeros(self.embed_dim)),  # (D,), zeros in sliding mode
+            "text": self.texts[i],
+            "label": int(self.labels[i]),
+            "window_id": self.window_ids[i],
+        }
+
+    def batch(self, idx):
+        """The fast path: numpy fancy-indexing into the in-memory arrays, stacked like collate()."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return {
+            "imu": torch.from_numpy(self.imu[idx]),  # (B, 6, T)
+            "video_emb": torch.from_numpy(self.video_emb[idx]),  # (B, D)
+            "text_emb": (torch.from_numpy(self.text_emb[idx]) if self.text_emb is not None
+                         else torch.zeros(len(idx), self.embed_dim)),  # (B, D)
+            "text": self._texts[idx].tolist(),
+            "label": torch.from_numpy(self.labels[idx]),  # (B,)
+            "window_id": self._window_ids[idx].tolist(),
+        }
+
+
+def collate(items):
+    """Stack a list of WindowDataset items into a batch with the same keys as WindowDataset.batch."""
+    return {
+        "imu": torch.stack([it["imu"] for it in items]),  # (B, 6, T)
+        "video_emb": torch.stack([it["video_emb"] for it in items]),  # (B, D)
+        "text_emb": torch.stack([it["text_emb"] for it in items]),  # (B, D)
+        "text": [it["text"] for it in items],
+        "label": torch.tensor([it["label"] for it in items], dtype=torch.int64),  # (B,)
+        "window_id": [it["window_id"] for it in items],
+    }
+
+
+# ----- labelled IMU (.npz) -------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledSet:
+    """A labelled-IMU file after load_labelled: checked, resampled to rate_hz, split."""
+    imu: np.ndarray  # (N, 6, T) float32 at rate_hz, acc xyz then gyro xyz
+    labels: np.ndarray  # (N,) int64 in [0, C)
+    class_names: tuple  # (C,) class names, also the zero-shot prompts
+    split: np.ndarray  # (N,) "train" | "test"
+    rate_hz: float  # rate of imu after resampling
+    path: Path  # the file it was read from
+
+
+def _stratified_split(labels, test_frac, seed):
+    """Deterministic per-class split: round(test_frac * n_c) windows of each class (>= 1 when n_c >= 2)."""
+    split = np.full(len(labels), "train", dtype="<U5")
+    rng = np.random.default_rng(seed)
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_test = max(1, int(round(test_frac * len(members)))) if len(members) >= 2 else 0
+        split[members[:n_test]] = "test"
+    return split
+
+
+def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
+    """Read a labelled-IMU .npz (imu (N, 6, T), labels (N,), class_names (C,), rate_hz, optional split),
+    check it, resample it to rate_hz and split it (stratified, seeded) when it has no split."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
+                        f"rate_hz and optionally split")
+    imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
+    if imu.ndim != 3 or imu.shape[1] != 6 or imu.shape[2] < 2 or not np.issubdtype(imu.dtype, np.number):
+        raise DataError(f"{path}: imu must be (N, 6, T) numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
+    N, _, T = imu.shape
+    if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be ({N},) integers, got {labels.shape} {labels.dtype}")
+    if names.ndim != 1 or not len(names) or names.dtype.kind != "U":
+        raise DataError(f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
+    if N and (labels.min() < 0 or labels.max() >= len(names)):
+        raise DataError(f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names, "
+                        f"got [{labels.min()}, {labels.max()}]")
+    if src_rate.shape != () or not np.isfinite(src_rate) or float(src_rate) <= 0:
+        raise DataError(f"{path}: rate_hz must be one positive number, got {src_rate!r}")
+    if not np.isfinite(imu).all():
+        raise DataError(f"{path}: imu contains NaN or inf")
+    if "split" in data:
+        split = data["split"]
+        if split.shape != (N,) or not np.isin(split, ["train", "test"]).all():
+            raise DataError(f"{path}: split must be ({N},) of 'train'/'test'")
+    else:
+        split = _stratified_split(labels, test_frac, seed)
+    src_rate = float(src_rate)
+    if src_rate != rate_hz:
+        T_out = int(round(T * rate_hz / src_rate))
+        x = imu.transpose(2, 0, 1).reshape(T, N * 6)  # (T, N * 6): all windows share the time grid
+        x = _resample(x, np.arange(T) / src_rate, np.arange(T_out) / rate_hz, rate_hz)  # (T_out, N * 6)
+        imu = x.reshape(T_out, N, 6).transpose(1, 2, 0)  # (N, 6, T_out)
+    return LabelledSet(imu=np.ascontiguousarray(imu, dtype=np.float32), labels=labels.astype(np.int64),
+                       class_names=tuple(str(n) for n in names), split=np.asarray(split, dtype=str),
+                       rate_hz=float(rate_hz), path=path)
+
+
+def export_labelled(root, out, cfg=None):
+    """Export the sliding windows of a dataset that have an activity label as a labelled-IMU .npz.
+    Windows of the recordings in the test split of cfg are "test", the others "train"; no CLIP needed."""
+    cfg = replace(cfg or WindowConfig(), mode="sliding")
+    paths = list_recordings(root)
+    recs = [read_recording(p) for p in paths]
+    class_names = _class_names(recs)
+    assignment = _split_of([r.id for r in recs], cfg)
+    imu, labels, split = [], [], []
+    report = {"recordings": len(recs), "candidates": 0, "unlabelled": 0,
+              "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0}}
+    for rec in recs:
+        starts, _ = _candidate_starts(rec, cfg)
+        keep, _, drops = _select_windows(rec, starts, cfg)
+        report["candidates"] += len(starts)
+        for reason, n in drops.items():
+            report["dropped"][reason] += n
+        starts = starts[keep]
+        lab = _window_labels(rec, starts, cfg.window_sec, class_names)
+        report["unlabelled"] += int((lab < 0).sum())
+        starts, lab = starts[lab >= 0], lab[lab >= 0]
+        imu.append(_window_imu(rec, starts, cfg))
+        labels.append(lab)
+        split.extend(["test" if assignment[rec.id] == "test" else "train"] * len(lab))
+    labels = np.concatenate(labels)
+    if not len(labels):
+        raise DataError(f"{root}: no labelled window to export ({report})")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name
+        np.savez(f, imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
+                 rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
+    os.replace(tmp, out)
+    report["exported"] = len(labels)
+    report["per_class"] = {c: int((labels == i).sum()) for i, c in enumerate(class_names)}
+    return report
+
+
+# ----- Ego4D import -------------------------------------------------------------------------------------
+
+_EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
+_MISSING = ("", "null", "nan", "none", "na")
+
+
+def _read_ego4d_csv(path, chunk_rows=200_000):
+    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing.
+    Parsed in chunks of text, so an hour of 200 Hz IMU never needs the whole file as strings."""
+    with open(path, newline="") as f:
+        header = f.readline().strip()
+        if not header:
+            raise DataError(f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
+        names = [h.strip() for h in header.split(",")]
+        missing = [c for c in _EGO4D_COLUMNS if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
+        cols = [names.index(c) for c in _EGO4D_COLUMNS]
+        parts, row = [], 1
+        while True:
+            lines = [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]
+            if not lines:
+                break
+            try:
+                s = np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols]  # (n, 7) strings
+                s = np.char.strip(s)
+                s[np.isin(np.char.lower(s), _MISSING)] = "nan"
+                parts.append(s.astype(np.float64))
+            except (ValueError, IndexError) as e:
+                raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
+            row += len(lines)
+    if not parts:
+        raise DataError(f"{path}: no data rows after the header")
+    x = np.concatenate(parts)  # (N, 7)
+    return x[:, 0], x[:, 1:]
+
+
+def _clean_ego4d_imu(path, t_ms, values, duration_sec):
+    """Drop rows without a timestamp, sort, drop duplicate timestamps and rows with missing values (they
+    become gaps that windowing drops, never zeros), and rows outside the video; report every count."""
+    report = {"rows": len(t_ms)}
+    ok = np.isfinite(t_ms)
+    report["dropped_missing_timestamp"] = int((~ok).sum())
+    t_ms, values = t_ms[ok], values[ok]
+    if not len(t_ms):
+        raise DataError(f"{path}: every canonical_timestamp_ms is missing ({report['rows']} rows)")
+    report["out_of_order"] = int((np.diff(t_ms) < 0).sum())
+    order = np.argsort(t_ms, kind="stable")
+    t_ms, values = t_ms[order], values[order]
+    dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first row of each timestamp
+    report["dropped_duplicate_timestamp"] = int(dup.sum())
+    bad = ~np.isfinite(values).all(axis=1)
+    report["dropped_missing_values"] = int((bad & ~dup).sum())
+    t = t_ms / 1000.0
+    outside = (t < 0) | (t > duration_sec + 1.0)
+    report["dropped_outside_video"] = int((outside & ~dup & ~bad).sum())
+    report["t_min_sec"], report["t_max_sec"] = float(t[0]), float(t[-1])
+    keep = ~(dup | bad | outside)
+    t, values = t[keep], values[keep]
+    if len(t) < 2:
+        raise DataError(f"{path}: fewer than 2 usable IMU rows ({report})")
+    report["kept"] = len(t)
+    report["max_gap_sec"] = float(np.diff(t).max())
+    report["rate_hz"] = float(1.0 / np.median(np.diff(t)))
+    return t, values.astype(np.float32), report
+
+
+def _decode_video(mp4, size, tmp_dir):
+    """Decode an mp4 with the ffmpeg CLI at EGO4D_FPS, centre square crop, resized to size x size:
+    -> uint8 array (F, size, size, 3) memory-mapped from a raw file in tmp_dir (caller removes it)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise DataError(f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on "
+                        f"PATH; install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
+    raw = Path(tmp_dir) / f"{mp4.stem}.rgb"
+    vf = f"fps={EGO4D_FPS:g},crop='min(iw,ih)':'min(iw,ih)',scale={size}:{size}"
+    cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(mp4), "-vf", vf,
+           "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    frame_bytes = size * size * 3
+    n = raw.stat().st_size // frame_bytes if raw.exists() else 0
+    if proc.returncode != 0 or n == 0:
+        why = (proc.stderr.strip().splitlines() or ["no frames decoded"])[-1]
+        raise DataError(f"{mp4}: ffmpeg could not decode it ({why})")
+    return np.memmap(raw, dtype=np.uint8, mode="r", shape=(n, size, size, 3))
+
+
+def _ego4d_narrations(path, narr_json, uid):
+    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time."""
+    entry = narr_json.get(uid, {})
+    total, kept = 0, []
+    for pass_name in ("narration_pass_1", "narration_pass_2"):
+        for n in (entry.get(pass_name) or {}).get("narrations", []):
+            total += 1
+            try:
+                text, t = n["narration_text"], float(n["timestamp_sec"])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{path}: video {uid} has a narration without narration_text/timestamp_sec: "
+                                f"{str(n)[:80]}") from None
+            if "#C" in text:
+                kept.append({"t": t, "text": text})
+    kept.sort(key=lambda n: n["t"])
+    return kept, total
+
+
+def _ego4d_file(root, *candidates):
+    for rel in candidates:
+        if (root / rel).exists():
+            return root / rel
+    return None
+
+
+def import_ego4d(root, out, videos=None, size=224):
+    """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
+    videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
+    root, out = Path(root), Path(out)
+    imu_dir = _ego4d_file(root, "v1/imu", "v2/imu")
+    if imu_dir is None:
+        raise DataError(f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
+    narr_path = _ego4d_file(root, "v1/annotations/narration.json", "v2/annotations/narration.json")
+    narr_json = {}
+    if narr_path is not None:
+        try:
+            narr_json = json.loads(narr_path.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DataError(f"{narr_path}: not valid JSON ({e})") from None
+        if not isinstance(narr_json, dict):
+            raise DataError(f"{narr_path}: expected an object mapping video_uid to narration passes")
+    if videos is None:
+        videos = sorted(p.stem for p in imu_dir.glob("*.csv")
+                        if _ego4d_file(root, f"v1/full_scale/{p.stem}.mp4", f"v2/full_scale/{p.stem}.mp4"))
+        if not videos:
+            raise DataError(f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
+    report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
+    out.mkdir(parents=True, exist_ok=True)
+    for uid in videos:
+        csv_path = imu_dir / f"{uid}.csv"
+        mp4 = _ego4d_file(root, f"v1/full_scale/{uid}.mp4", f"v2/full_scale/{uid}.mp4")
+        if not csv_path.exists():
+            raise DataError(f"{csv_path}: no IMU CSV for video {uid}")
+        if mp4 is None:
+            raise DataError(f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+        t_ms, values = _read_ego4d_csv(csv_path)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
+            frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
+            frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
+            duration = len(frames) / EGO4D_FPS
+            imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
+            narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
+            rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
+            meta = {"format": "imu2clip-recording", "version": 1, "source": "ego4d",
+                    "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
+                    "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
+                    "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
+                    "scene": None, "seed": None, "person": None, "ego4d": {"video_uid": uid, "import": rep}}
+            write_recording(out / uid, imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t,
+                            narrations=narrations, segments=[], meta=meta)
+        report["videos"][uid] = rep
+        print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
+              f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
+    return report
+
+
+# ----- command line --------------------------------------------------------------------------------------
+
+
+def _run_ego4d(args):
+    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
+    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
+
+
+def _run_export_labelled(args):
+    cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
+    print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
+
+
 def _add_window_commands(sub):
     """Register the `ego4d` and `export-labelled` subcommands."""
+    p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
+    p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
+    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
+    p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
+    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
+    p.set_defaults(run=_run_ego4d)
+    p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
+    p.add_argument("root", help="dataset directory")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    for f in fields(WindowConfig):
+        if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac", "split_seed"):
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
+                           help="default: %(default)s")
+    p.set_defaults(run=_run_export_labelled)
 
 
 # ======================================================================================

@@ -1,0 +1,182 @@
+"""Tests of the Ego4D import (data.py section 2) on a tiny Ego4D-shaped download built here: an IMU CSV
+with missing timestamps, NaN accelerations, shuffled and duplicated rows, a narration.json with both
+passes, and a 3-second mp4 made with the ffmpeg CLI (a system package, installed by .ci/run)."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data
+
+REPO = Path(__file__).resolve().parents[1]
+UID = "0a1b2c3d-test"
+HEADER = "component_idx,component_timestamp_ms,canonical_timestamp_ms,gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z"
+
+
+def write_csv(path, rows, header=HEADER):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header] + [",".join(str(v) for v in r) for r in rows]) + "\n")
+
+
+def imu_rows():
+    """200 Hz for 3 s; accl_x = t, accl_y = 2t, gyro_x = -t (t in seconds), shuffled and damaged."""
+    rows = []
+    for k in range(600):
+        t = k * 5.0  # ms
+        s = t / 1000
+        acc = ("NaN", "", "NaN") if 1000 < t < 1300 else (s, 2 * s, 1.0)  # missing accel: a 0.3 s hole
+        rows.append([0, t, t, -s, 0.5, 0.25, *acc])
+    rows += [rows[k] for k in (10, 11, 12, 400)]  # 4 exact duplicates
+    rows += [[0, 9.0, "", 1, 1, 1, 1, 1, 1], [0, 9.0, "NULL", 1, 1, 1, 1, 1, 1]]  # no canonical timestamp
+    rows.append([0, 60000.0, 60000.0, 1, 1, 1, 1, 1, 1])  # far after the 3 s video: an extreme timestamp
+    rng = np.random.default_rng(0)
+    return [rows[i] for i in rng.permutation(len(rows))]
+
+
+@pytest.fixture(scope="module")
+def ego4d_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ego4d")
+    write_csv(root / "v1" / "imu" / f"{UID}.csv", imu_rows())
+    mp4 = root / "v1" / "full_scale" / f"{UID}.mp4"
+    mp4.parent.mkdir(parents=True)
+    # a 160x120 blue video with a red 120x120 square in its centre: a centre square crop sees only red
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=blue:s=160x120:d=3:r=30", "-vf", "drawbox=x=20:y=0:w=120:h=120:color=red:t=fill",
+                    "-pix_fmt", "yuv420p", str(mp4)], check=True)
+    narrations = {UID: {
+        "narration_pass_1": {"narrations": [
+            {"timestamp_sec": 2.2, "timestamp_frame": 66, "narration_text": "#C C picks a cup"},
+            {"timestamp_sec": 0.5, "timestamp_frame": 15, "narration_text": "#C C opens #unsure"},
+            {"timestamp_sec": 1.2, "timestamp_frame": 36, "narration_text": "#O man talks"}],
+            "summaries": []},
+        "narration_pass_2": {"narrations": [
+            {"timestamp_sec": 1.5, "timestamp_frame": 45, "narration_text": "#C  C looks around"}],
+            "summaries": []},
+    }, "other-video": {"narration_pass_1": {"narrations": [], "summaries": []}}}
+    (root / "v1" / "annotations").mkdir(parents=True)
+    (root / "v1" / "annotations" / "narration.json").write_text(json.dumps(narrations))
+    return root
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(REPO / "data.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def imported(ego4d_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("imported")
+    proc = run_cli("ego4d", "--root", ego4d_root, "--out", out, "--size", 32)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+def test_import_counts(imported):
+    _, report = imported
+    rep = report["videos"][UID]
+    assert rep["rows"] == 607
+    assert rep["dropped_missing_timestamp"] == 2
+    assert rep["dropped_duplicate_timestamp"] == 4
+    assert rep["dropped_missing_values"] == 59  # samples strictly between 1000 and 1300 ms
+    assert rep["dropped_outside_video"] == 1 and rep["t_max_sec"] == 60.0
+    assert rep["out_of_order"] > 0
+    assert rep["kept"] == 600 - 59
+    assert (rep["narrations_total"], rep["narrations_kept"], rep["frames"]) == (4, 3, 30)
+
+
+def test_imported_recording(imported):
+    out, _ = imported
+    rec = data.read_recording(out / UID)
+    t = rec.imu_t
+    assert np.all(np.diff(t) > 0) and len(t) == 541
+    # acc then gyro, values on their own timestamps, the NaN rows removed (a gap, never zeros)
+    np.testing.assert_allclose(rec.imu[:, 0], t, atol=1e-6)
+    np.testing.assert_allclose(rec.imu[:, 1], 2 * t, atol=1e-6)
+    np.testing.assert_allclose(rec.imu[:, 3], -t, atol=1e-6)
+    assert not ((t > 1.0) & (t < 1.3)).any() and np.diff(t).max() == pytest.approx(0.3)
+    assert rec.frames.shape == (30, 32, 32, 3)
+    np.testing.assert_allclose(rec.frames_t, np.arange(30) / 10)
+    red = rec.frames.reshape(-1, 3).mean(axis=0)
+    assert red[0] > 200 and red[2] < 40  # the centre square crop removed the blue side bands
+    assert rec.narrations == [{"t": 0.5, "text": "#C C opens #unsure"}, {"t": 1.5, "text": "#C  C looks around"},
+                              {"t": 2.2, "text": "#C C picks a cup"}]
+    assert rec.meta["source"] == "ego4d" and "uncalibrated" in rec.meta["imu_units"]["acc"]
+
+
+class ConstantCLIP:
+    """The FrozenCLIP interface with constant embeddings: enough to index windows."""
+
+    embed_dim, fingerprint = 2, "constant"
+
+    def embed_images(self, frames):
+        return np.ones((len(frames), 2), np.float32)
+
+    def embed_texts(self, texts):
+        return np.ones((len(texts), 2), np.float32)
+
+
+def test_imported_recording_makes_windows(imported, tmp_path):
+    out, _ = imported
+    cfg = data.WindowConfig(window_sec=1.0, rate_hz=100.0, max_gap_sec=0.1)
+    ds = data.WindowDataset(out, "all", cfg, ConstantCLIP(), cache_dir=tmp_path / "cache")
+    assert ds.report["dropped"]["imu_gap"] == 1  # the 1.5 s window [1.0, 2.0) spans the NaN hole
+    assert ds.texts == [data.clean_narration("#C C opens #unsure"), data.clean_narration("#C C picks a cup")]
+    np.testing.assert_allclose(ds.imu[1, 0], 1.7 + np.arange(100) / 100, atol=1e-4)
+
+
+def bad_download(ego4d_root, root, case):
+    """A copy of the fixture's video with an IMU CSV (or mp4) broken in one way: -> the broken file."""
+    (root / "v1" / "full_scale").mkdir(parents=True)
+    mp4 = root / "v1" / "full_scale" / f"{UID}.mp4"
+    csv = root / "v1" / "imu" / f"{UID}.csv"
+    shutil.copy(ego4d_root / "v1" / "full_scale" / f"{UID}.mp4", mp4)
+    rows = [[0, t, t, 0, 0, 0, 1, 2, 3] for t in range(0, 3000, 5)]
+    if case == "missing_column":
+        write_csv(csv, [r[:-1] for r in rows], header=HEADER.rsplit(",", 1)[0])
+    elif case == "empty_csv":
+        write_csv(csv, [])
+        csv.write_text("")
+    elif case == "all_nan_timestamps":
+        write_csv(csv, [[0, r[1], "NaN", *r[3:]] for r in rows])
+    else:
+        write_csv(csv, rows)
+        mp4.write_bytes(b"this is not an mp4" * 100)
+    return mp4 if case == "unreadable_mp4" else csv
+
+
+def one_line(stderr, name):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr and name in lines[0], stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, expected", [("missing_column", "missing column(s) accl_z"),
+                                            ("empty_csv", "empty file"),
+                                            ("all_nan_timestamps", "every canonical_timestamp_ms is missing"),
+                                            ("unreadable_mp4", "ffmpeg could not decode it")])
+def test_bad_input_is_one_line(ego4d_root, tmp_path, capsys, case, expected):
+    # the CLI's own code path, in process (a subprocess per case would mostly time the torch import)
+    bad = bad_download(ego4d_root, tmp_path / "bad", case)
+    with pytest.raises(SystemExit) as e:
+        data.main(["ego4d", "--root", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--videos", UID])
+    assert e.value.code == 2
+    assert expected in one_line(capsys.readouterr().err, str(bad))
+
+
+def test_bad_input_through_a_real_process(ego4d_root, tmp_path):
+    bad = bad_download(ego4d_root, tmp_path / "bad", "unreadable_mp4")
+    proc = run_cli("ego4d", "--root", tmp_path / "bad", "--out", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "ffmpeg could not decode it" in one_line(proc.stderr, str(bad))
+
+
+def test_missing_ffmpeg_says_how_to_install(ego4d_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without ffmpeg
+    with pytest.raises(SystemExit) as e:
+        data.main(["ego4d", "--root", str(ego4d_root), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    assert "apt-get install ffmpeg" in one_line(capsys.readouterr().err, f"{UID}.mp4")

@@ -1,0 +1,309 @@
+"""Tests of data.py section 2: resampling, the window index, the split, the embedding cache, labelled IMU.
+
+The recordings here are built so that their signals encode their own time: IMU channel 0 is the
+timestamp, every pixel of frame k has the value k, and a fake CLIP embeds a frame as its pixel value, so
+a window's IMU span, its frame and its narration can be checked against each other exactly.
+"""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import clip_vendor
+import data
+from data import WindowConfig, WindowDataset
+
+
+class FakeCLIP:
+    """The FrozenCLIP interface, counting its calls: an image embeds to (mean pixel, 1, 0, 0) and a text
+    to (len, first char code, 0, 1)."""
+
+    embed_dim = 4
+
+    def __init__(self, fingerprint="fake-v1"):
+        self.fingerprint = fingerprint
+        self.image_calls = self.text_calls = 0
+
+    def embed_images(self, frames):
+        self.image_calls += 1
+        out = np.zeros((len(frames), 4), np.float32)
+        out[:, 0] = frames.reshape(len(frames), -1).mean(axis=1)
+        out[:, 1] = 1
+        return out
+
+    def embed_texts(self, texts):
+        self.text_calls += 1
+        return np.array([[len(t), ord(t[0]) if t else 0, 0, 1] for t in texts], np.float32).reshape(-1, 4)
+
+    def info(self):
+        return {"name": "fake", "weights_source": "random-init", "sha256": None, "fingerprint": self.fingerprint}
+
+
+def make_recording(path, duration=20.0, imu_hz=200.0, fps=10.0, narrations=(), segments=(), gap=None, seed=0):
+    """A recording whose IMU channel 0 is its timestamp (channel 3 is minus it) and whose frame k is all k."""
+    rng = np.random.default_rng(seed)
+    imu_t = np.arange(0, duration, 1 / imu_hz) + rng.uniform(-0.2, 0.2, int(round(duration * imu_hz))) / imu_hz
+    imu_t[0] = 0.0
+    if gap is not None:
+        imu_t = imu_t[(imu_t < gap[0]) | (imu_t > gap[1])]
+    imu = np.stack([imu_t, 2 * imu_t, np.sin(imu_t), -imu_t, np.cos(imu_t), np.ones_like(imu_t)], axis=1)
+    frames_t = np.arange(int(round(duration * fps))) / fps
+    frames = np.broadcast_to((np.arange(len(frames_t)) % 256).astype(np.uint8)[:, None, None, None],
+                             (len(frames_t), 8, 8, 3)).copy()
+    meta = {"format": "imu2clip-recording", "version": 1, "source": "synthetic", "imu_rate_hz": imu_hz,
+            "video_fps": fps, "duration_sec": duration, "imu_units": {"acc": "m/s^2", "gyro": "rad/s"},
+            "imu_frame": "test", "scene": "test", "seed": seed, "person": None}
+    data.write_recording(path, imu=imu.astype(np.float32), imu_t=imu_t, frames=frames, frames_t=frames_t,
+                         narrations=[{"t": t, "text": s} for t, s in narrations],
+                         segments=[{"start": a, "end": b, "label": c} for a, b, c in segments], meta=meta)
+    return path
+
+
+NARRATIONS = [(3.0, "#C C opens the door"), (7.35, "#C C picks #unsure up"), (11.0, "#C C walks"),
+              (15.0, "#C C runs"), (1.0, "#C C too early"), (18.9, "#C C too late")]
+SEGMENTS = [(0.0, 10.0, "walking"), (10.0, 20.0, "running")]
+
+
+@pytest.fixture
+def one(tmp_path):
+    root = tmp_path / "one"
+    make_recording(root / "rec0", narrations=NARRATIONS, segments=SEGMENTS, gap=(14.2, 14.7))
+    return root
+
+
+def test_resample_exact_on_linear_signal():
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.uniform(0.003, 0.007, 500))  # jittered ~200 Hz clock
+    imu = np.stack([3 * t + c for c in range(6)], axis=1)
+    t_out = np.sort(rng.uniform(t[0], t[-1], 300))
+    out = data.resample_imu(imu, t, t_out)
+    assert out.shape == (300, 6) and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.stack([3 * t_out + c for c in range(6)], axis=1), atol=1e-4)
+
+
+def test_resample_sine_within_linear_interpolation_bound():
+    # 3 Hz sine sampled at 400 Hz, read at 200 Hz off the source grid: the error of linear interpolation
+    # is at most dt^2 / 8 * max|x''| = dt^2 / 8 * (2 pi f)^2; nearest-neighbour would be ~80x worse
+    f, src = 3.0, 400.0
+    t = np.arange(0, 2, 1 / src)
+    imu = np.repeat(np.sin(2 * np.pi * f * t)[:, None], 6, axis=1)
+    t_out = 0.0013 + np.arange(380) / 200.0
+    out = data.resample_imu(imu, t, t_out, rate_hz=200.0)
+    bound = (1 / src) ** 2 / 8 * (2 * np.pi * f) ** 2
+    err = np.abs(out[:, 0] - np.sin(2 * np.pi * f * t_out)).max()
+    assert err <= bound + 1e-6
+
+
+def test_resample_band_limits_a_fast_source():
+    # 1 kHz (Aria-like) source: a 400 Hz component is above the 100 Hz Nyquist rate of a 200 Hz output and
+    # must not alias into it, while the 1 Hz motion passes
+    t = np.arange(0, 2, 1e-3)
+    slow = np.sin(2 * np.pi * t)
+    imu = np.repeat((slow + np.sin(2 * np.pi * 400 * t))[:, None], 6, axis=1)
+    t_out = 0.0513 + np.arange(360) / 200.0
+    out = data.resample_imu(imu, t, t_out, rate_hz=200.0)
+    np.testing.assert_allclose(out[:, 2], np.sin(2 * np.pi * t_out), atol=0.01)
+    naive = data.resample_imu(imu, t, t_out)  # without the rate there is no band-limiting: it aliases
+    assert np.abs(naive[:, 2] - np.sin(2 * np.pi * t_out)).max() > 0.05
+
+
+def test_resample_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="6"):
+        data.resample_imu(np.zeros((10, 3)), np.arange(10.0), np.arange(5.0))
+
+
+@pytest.mark.parametrize("video_mode", ["clip_1frame", "clip_avg_frames"])
+def test_window_imu_frames_and_narration_agree(one, tmp_path, video_mode):
+    cfg = WindowConfig(window_sec=5.0, rate_hz=50.0, video_mode=video_mode)
+    ds = WindowDataset(one, "all", cfg, FakeCLIP(), cache_dir=tmp_path / "cache")
+    rec = data.read_recording(one / "rec0")
+    T = cfg.num_samples
+    assert ds.imu.shape == (3, 6, T) and ds.imu.dtype == np.float32
+    assert ds.report["dropped"]["out_of_range"] == 2  # narrations at 1.0 s and 18.9 s
+    assert ds.report["dropped"]["imu_gap"] == 1  # the window around 15.0 s holds the 14.2-14.7 s hole
+    kept = [(t, s) for t, s in NARRATIONS if t in (3.0, 7.35, 11.0)]
+    for i, (t, raw) in enumerate(kept):
+        start = t - 2.5
+        # the IMU encodes its own time: the window covers [t - w/2, t + w/2) on the 50 Hz grid
+        np.testing.assert_allclose(ds.imu[i, 0], start + np.arange(T) / 50.0, atol=1e-4)
+        np.testing.assert_allclose(ds.imu[i, 3], -(start + np.arange(T) / 50.0), atol=1e-4)
+        assert ds.window_ids[i] == f"rec0@{start:.3f}"
+        assert ds.texts[i] == data.clean_narration(raw)
+        np.testing.assert_array_equal(ds.text_emb[i], FakeCLIP().embed_texts([ds.texts[i]])[0])
+        # frames: pixel value = frame index; frame k is at k / 10 s
+        middle = int(np.argmin(np.abs(rec.frames_t - t)))
+        assert ds.frame_index[i] == ("rec0", middle)
+        if video_mode == "clip_1frame":
+            assert ds.video_emb[i, 0] == pytest.approx(middle)
+        else:
+            inside = np.flatnonzero((rec.frames_t >= start - 1e-9) & (rec.frames_t < start + 5.0 - 1e-9))
+            assert ds.video_emb[i, 0] == pytest.approx((inside[0] + middle + inside[-1]) / 3)
+    walking, running = data.ACTIVITIES.index("walking"), data.ACTIVITIES.index("running")
+    assert ds.labels.tolist() == [walking, walking, running]  # 11.0 s: 3.5 s of its 5 s are running
+    assert ds.class_names == tuple(data.ACTIVITIES)
+
+
+def test_sliding_windows_have_no_text(one, tmp_path):
+    cfg = WindowConfig(window_sec=4.0, rate_hz=20.0, mode="sliding", stride_sec=2.0)
+    ds = WindowDataset(one, "all", cfg, FakeCLIP(), cache_dir=tmp_path / "cache")
+    starts = [float(w.split("@")[1]) for w in ds.window_ids]
+    # every 2 s from 0 while the window fits in the video (last frame at 19.9 s), minus the gap windows
+    expected = [s for s in np.arange(0, 16, 2.0) if s + 4 < 14.2 or s > 14.7]
+    assert starts == pytest.approx(expected)
+    assert ds.text_emb is None and set(ds.texts) == {""}
+    item = ds[0]
+    assert torch.equal(item["text_emb"], torch.zeros(4)) and item["text"] == ""
+
+
+def test_batch_matches_getitem_and_collate(one, tmp_path):
+    ds = WindowDataset(one, "all", WindowConfig(rate_hz=40.0), FakeCLIP(), cache_dir=tmp_path / "cache")
+    idx = np.array([2, 0, 2])
+    fast, slow = ds.batch(idx), data.collate([ds[i] for i in idx])
+    assert fast.keys() == slow.keys() == {"imu", "video_emb", "text_emb", "text", "label", "window_id"}
+    for k in ("imu", "video_emb", "text_emb", "label"):
+        assert fast[k].dtype == slow[k].dtype and torch.equal(fast[k], slow[k])
+    assert fast["text"] == slow["text"] and fast["window_id"] == slow["window_id"]
+    assert fast["imu"].shape == (3, 6, 200)
+
+
+@pytest.fixture
+def many(tmp_path):
+    root = tmp_path / "many"
+    for k in range(7):
+        make_recording(root / f"r{k}", duration=8.0, imu_hz=100.0,
+                       narrations=[(2.5, f"#C C does {k}a"), (4.0, f"#C C does {k}b"), (5.5, "#C C waits")],
+                       segments=[(0.0, 8.0, data.ACTIVITIES[k % 3])], seed=k)
+    return root
+
+
+def test_split_is_by_recording_and_deterministic(many, tmp_path):
+    clip = FakeCLIP()
+    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+    parts = {s: WindowDataset(many, s, cfg, clip, cache_dir=tmp_path / "c") for s in ("train", "val", "test")}
+    recs = {s: set(d.recording_ids) for s, d in parts.items()}
+    assert all(recs.values())  # 7 recordings: every split has at least one
+    assert not (recs["train"] & recs["val"] or recs["train"] & recs["test"] or recs["val"] & recs["test"])
+    assert recs["train"] | recs["val"] | recs["test"] == {f"r{k}" for k in range(7)}
+    assert sum(len(d) for d in parts.values()) == len(WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "c"))
+    again = WindowDataset(many, "test", cfg, clip, cache_dir=tmp_path / "c")
+    assert again.window_ids == parts["test"].window_ids
+    calls = clip.image_calls
+    seeds = [frozenset(WindowDataset(many, "test", WindowConfig(window_sec=2.0, rate_hz=50.0, split_seed=seed),
+                                     clip, cache_dir=tmp_path / "c").recording_ids) for seed in range(4)]
+    assert clip.image_calls == calls  # the split is chosen on load: one cache serves every seed
+    assert len(set(seeds)) > 1  # and the seed does move recordings between splits
+
+
+def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
+    cache = tmp_path / "cache"
+    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+    clip = FakeCLIP()
+    first = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    assert (clip.image_calls, clip.text_calls) == (1, 1)  # all frames in one call, all distinct texts in one
+    assert first.report["distinct_texts"] == 15  # "waits" is shared by the 7 recordings
+
+    def calls(cfg, clip, root=many):
+        before = clip.image_calls + clip.text_calls
+        ds = WindowDataset(root, "all", cfg, clip, cache_dir=cache)
+        return clip.image_calls + clip.text_calls - before, ds
+
+    n, same = calls(cfg, clip)
+    assert n == 0 and same.cache_reused
+    np.testing.assert_array_equal(same.imu, first.imu)
+    np.testing.assert_array_equal(same.text_emb, first.text_emb)
+    assert calls(WindowConfig(window_sec=2.5, rate_hz=50.0), clip)[0] > 0  # window changed
+    assert calls(WindowConfig(window_sec=2.0, rate_hz=50.0, video_mode="clip_avg_frames"), clip)[0] > 0
+    assert calls(cfg, FakeCLIP("fake-v2"))[0] > 0  # CLIP weights changed
+    # data changed: one recording is rewritten with one more narration
+    shutil.rmtree(many / "r3")
+    make_recording(many / "r3", duration=8.0, imu_hz=100.0, seed=3,
+                   narrations=[(2.5, "#C C does 3a"), (4.0, "#C C does 3b"), (5.5, "#C C waits"),
+                               (6.0, "#C C sits")], segments=[(0.0, 8.0, data.ACTIVITIES[0])])
+    n, changed = calls(cfg, clip)
+    assert n > 0 and len(changed) == len(first) + 1
+    assert calls(cfg, clip)[0] == 0  # and that new cache is reused in turn
+
+
+def test_damaged_cache_file_is_rebuilt(many, tmp_path, capsys):
+    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+    clip = FakeCLIP()
+    first = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
+    imu_file = first.cache_path / "imu.npy"
+    with open(imu_file, "r+b") as f:
+        f.truncate(imu_file.stat().st_size // 2)
+    capsys.readouterr()
+    again = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
+    assert not again.cache_reused and clip.image_calls == 2
+    assert "rebuilding" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.imu, first.imu)
+    emb_file = first.cache_path / "video_emb.npy"  # same size, one byte flipped
+    raw = bytearray(emb_file.read_bytes())
+    raw[-1] ^= 0xFF
+    emb_file.write_bytes(bytes(raw))
+    third = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
+    assert not third.cache_reused
+    np.testing.assert_array_equal(third.video_emb, first.video_emb)
+
+
+def test_export_and_load_labelled(many, tmp_path):
+    out = tmp_path / "lab" / "set.npz"
+    cfg = WindowConfig(window_sec=2.0, stride_sec=1.0, rate_hz=50.0)
+    report = data.export_labelled(many, out, cfg)
+    lab = data.load_labelled(out, rate_hz=50.0)
+    assert lab.imu.shape == (report["exported"], 6, 100) and lab.imu.dtype == np.float32
+    assert lab.class_names == tuple(data.ACTIVITIES)
+    # each recording is one activity; windows of the test-split recordings are "test"
+    test_recs = set(WindowDataset(many, "test", cfg, FakeCLIP(), cache_dir=tmp_path / "c").recording_ids)
+    per_rec = report["exported"] // 7
+    for k in range(7):
+        rows = slice(k * per_rec, (k + 1) * per_rec)
+        assert (lab.labels[rows] == k % 3).all()
+        assert set(lab.split[rows]) == {"test" if f"r{k}" in test_recs else "train"}
+    half = data.load_labelled(out, rate_hz=25.0)  # resampled on load; 25 Hz samples fall on 50 Hz ones
+    assert half.imu.shape == (len(lab.labels), 6, 50)
+    np.testing.assert_allclose(half.imu, lab.imu[:, :, ::2], atol=1e-5)
+    double = data.load_labelled(out, rate_hz=100.0)  # channel 0 is time: linear, so exact between samples
+    assert double.imu.shape == (len(lab.labels), 6, 200)
+    start = lab.imu[:, 0, :1]
+    np.testing.assert_allclose(double.imu[:, 0, :-2], start + np.arange(198) / 100.0, atol=1e-4)
+
+
+def test_labelled_without_split_gets_a_stratified_deterministic_split(tmp_path):
+    path = tmp_path / "mine.npz"
+    labels = np.repeat(np.arange(3), [10, 20, 5])
+    np.savez(path, imu=np.random.default_rng(0).normal(size=(35, 6, 40)), labels=labels,
+             class_names=np.array(["a", "b", "c"]), rate_hz=np.float64(20.0))
+    one, two = data.load_labelled(path, rate_hz=20.0), data.load_labelled(path, rate_hz=20.0)
+    np.testing.assert_array_equal(one.split, two.split)
+    for c, n in enumerate([10, 20, 5]):
+        assert (one.split[labels == c] == "test").sum() == round(0.2 * n)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(imu=np.zeros((4, 3, 40))), "imu must be"),
+    (dict(labels=np.zeros(5, dtype=np.int64)), "labels must be"),
+    (dict(labels=np.array([0, 1, 2, 3])), "labels must lie in"),
+    (dict(labels=np.array([0, 1, -1, 1])), "labels must lie in"),
+    (dict(split=np.array(["train", "test", "val", "test"])), "split must be"),
+    (dict(rate_hz=np.array([20.0, 30.0])), "rate_hz"),
+])
+def test_bad_labelled_file_is_one_clear_line(tmp_path, change, message):
+    path = tmp_path / "bad.npz"
+    arrays = dict(imu=np.zeros((4, 6, 40)), labels=np.array([0, 1, 2, 1]), class_names=np.array(["a", "b", "c"]),
+                  rate_hz=np.float64(20.0))
+    arrays.update(change)
+    np.savez(path, **arrays)
+    with pytest.raises(data.DataError, match=message) as e:
+        data.load_labelled(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cache_holds_the_frozen_clip_embeddings_of_the_right_frames(one, tmp_path):
+    clip = clip_vendor.FrozenCLIP("tiny")
+    ds = WindowDataset(one, "all", WindowConfig(rate_hz=20.0), clip, cache_dir=tmp_path / "cache")
+    rec = data.read_recording(one / "rec0")
+    frames = np.stack([rec.frames[i] for _, i in ds.frame_index])
+    assert ds.embed_dim == clip.embed_dim and ds.video_emb.shape == (len(ds), clip.embed_dim)
+    np.testing.assert_allclose(ds.video_emb, clip.embed_images(frames), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ds.text_emb, clip.embed_texts(ds.texts), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,333 @@
+"""Tests of the recording format and the synthetic egocentric world (data.py, section 1).
+
+The physics checks compare the written sensors with the true head trajectory: gravity in the accelerometer,
+gyro integration, double integration of the accelerometer, and the horizon in rendered frames.
+
+Run: .venv/bin/python -m pytest -q tests/test_world.py
+"""
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+
+CFG = data.SynthConfig(recordings=3, minutes=0.5, width=24, height=24, workers=1)
+TOUR = data.ACTIVITIES  # a posture-consistent sequence: ... sitting down, standing up, ...
+
+# Words that a narration of each activity must contain one of.
+VERBS = {"walking": ("walk", "stroll", "moves", "turns"), "running": ("run", "jog"),
+         "standing still": ("stand", "pause", "wait"), "sitting down": ("sit", "seat", "rests"),
+         "standing up": ("stand", "gets up", "rises"), "looking around": ("look", "glance", "scan"),
+         "climbing stairs": ("up", "down", "climb", "descend")}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    return out, data.synthesize(out, CFG)
+
+
+@pytest.fixture(scope="module")
+def tour():
+    """One recording that goes through every activity, with its ground truth, sensed at the IMU rate."""
+    plan, traj, rec = data.synthesize_recording(CFG, 0, activities=TOUR)
+    step = int(round(CFG.sim_rate_hz / CFG.imu_rate_hz))
+    k = np.arange(len(rec["imu"])) * step  # IMU samples on the dense grid
+    bias = np.array(rec["meta"]["imu_bias"]["acc"] + rec["meta"]["imu_bias"]["gyro"])
+    return plan, rec, rec["imu"] - bias, traj.p[k], traj.v[k], traj.R[k]
+
+
+def _segment(plan, label):
+    return next(s for s in plan.segments if s.label == label)
+
+
+def _so3_exp(w):
+    """Rotation matrix of the rotation vector w (3,)."""
+    angle = np.linalg.norm(w)
+    if angle < 1e-12:
+        return np.eye(3)
+    k = w / angle
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def _angle(Ra, Rb):
+    return np.arccos(np.clip((np.trace(Ra.T @ Rb) - 1) / 2, -1, 1))
+
+
+def test_accelerometer_at_rest_reads_gravity_in_the_sensor_frame(tour):
+    plan, rec, imu, p, v, R = tour
+    s = _segment(plan, "standing still")
+    rest = np.flatnonzero((rec["imu_t"] > s.start + 1.5) & (rec["imu_t"] < s.end - 0.5))
+    acc = imu[rest, :3]
+    norm = np.linalg.norm(acc, axis=1)
+    assert abs(norm.mean() - data.G) < 0.02
+    assert np.all(np.abs(norm - data.G) < 6 * CFG.acc_noise + 0.1)  # noise + micro-sway
+    up_in_sensor = R[rest, 2, :]  # R^T (0, 0, 1): the world z axis in sensor coordinates, (M, 3)
+    cos = (acc * up_in_sensor).sum(axis=1) / norm
+    assert np.mean(cos) > 0.9999
+    assert np.abs(acc - data.G * up_in_sensor).std() < 2 * CFG.acc_noise  # residual is the sensor noise
+    # the camera looks slightly down when standing: gravity shows on -y (down axis) and on z (forward)
+    assert np.all(acc[:, 1] < -9.0)
+
+
+def test_integrating_the_gyroscope_reproduces_the_orientation(tour):
+    plan, rec, imu, p, v, R = tour
+    dt = 1.0 / CFG.imu_rate_hz
+    for s in plan.segments:
+        idx = np.flatnonzero((rec["imu_t"] >= s.start) & (rec["imu_t"] <= s.end))
+        R_est, worst, turned = R[idx[0]].copy(), 0.0, 0.0
+        for a, b in zip(idx[:-1], idx[1:]):
+            R_est = R_est @ _so3_exp(0.5 * (imu[a, 3:] + imu[b, 3:]) * dt)  # body rates: right-multiply
+            if (b - idx[0]) % 100 == 0:  # every 0.5 s
+                worst = max(worst, _angle(R_est, R[b]))
+                turned = max(turned, _angle(R[idx[0]], R[b]))
+        assert worst < 0.01, (s.label, worst)
+        if s.label in ("looking around", "walking", "sitting down"):
+            assert turned > 0.1, (s.label, turned)  # the check is not vacuous
+
+
+def test_double_integrating_the_accelerometer_reproduces_the_displacement(tour):
+    plan, rec, imu, p, v, R = tour
+    dt = 1.0 / CFG.imu_rate_hz
+    n = int(CFG.imu_rate_hz)  # 1 s
+    for label in ("walking", "running", "sitting down", "climbing stairs", "looking around"):
+        s = _segment(plan, label)
+        for start in np.linspace(s.start + 0.2, s.end - 1.2, 3):
+            i = int(np.searchsorted(rec["imu_t"], start))
+            a = np.einsum("nij,nj->ni", R[i:i + n + 1], imu[i:i + n + 1, :3]) + data.GRAVITY_WORLD  # (n+1, 3) world
+            vel = v[i] + np.concatenate([[np.zeros(3)], np.cumsum(0.5 * (a[1:] + a[:-1]), axis=0) * dt])
+            pos = p[i] + np.sum(0.5 * (vel[1:] + vel[:-1]), axis=0) * dt
+            assert np.linalg.norm(pos - p[i + n]) < 0.02, (label, start, pos - p[i + n])
+    run = _segment(plan, "running")
+    assert np.linalg.norm(p[int((run.end - 1) * CFG.imu_rate_hz)] - p[int(run.start * CFG.imu_rate_hz)]) > 5.0
+
+
+def _render_one(scene, pitch, roll=0.0, yaw=0.0, size=64, pos=(0.0, 0.0, 1.6)):
+    R = data.rotation(np.array([yaw]), np.array([pitch]), np.array([roll]))
+    return data.render_frames(scene, np.array([pos]), R, size, size, fov_deg=90.0)[0]
+
+
+def test_horizon_row_follows_pitch_and_roll():
+    scene = replace(data.make_scene("park"), fog_max=0.0)
+    size = 64
+    f = size / 2  # focal length of a 90 degree horizontal field of view
+    for pitch in (-0.35, -0.1, 0.0, 0.2, 0.45):
+        frame = _render_one(scene, pitch, size=size).astype(int)
+        sky_rows = (frame[..., 2] > frame[..., 1]).sum(axis=0)  # per column: sky is blue, grass is green
+        expected = size / 2 + f * np.tan(pitch)  # looking up moves the horizon down the image
+        assert np.all(np.abs(sky_rows - expected) <= 1.0), (pitch, sky_rows, expected)
+    pitch, roll = 0.1, 0.3
+    R = data.rotation(np.array(0.0), np.array(pitch), np.array(roll))
+    frame = _render_one(scene, pitch, roll, size=size).astype(int)
+    u = (np.arange(size) + 0.5 - size / 2) / f
+    boundary = size / 2 - f * (R[2, 0] * u + R[2, 2]) / R[2, 1]  # where world z of the ray is 0
+    sky_rows = (frame[..., 2] > frame[..., 1]).sum(axis=0)
+    assert np.all(np.abs(sky_rows - np.clip(boundary, 0, size)) <= 1.0)
+    assert sky_rows[0] - sky_rows[-1] > 10  # a right-ear-down roll raises the horizon on the right
+
+
+def test_yaw_pans_and_walking_forward_enlarges_an_object():
+    pillar = replace(data.make_scene("street"), fog_max=0.0, kinds=np.array([1]),
+                     geom=np.array([[10.0, 0.0, 1.0, 0.0, 3.0, 0.0]]), colors=np.array([[1.0, 0.0, 0.0]]),
+                     patterns=np.array([2]))
+    size, f = 96, 48
+
+    def columns(frame):
+        red = (frame[..., 0] > 200) & (frame[..., 1] < 60)
+        return np.flatnonzero(red.any(axis=0))
+
+    centre = columns(_render_one(pillar, 0.0, size=size)).mean() + 0.5
+    assert abs(centre - size / 2) < 1.0
+    turned = columns(_render_one(pillar, 0.0, yaw=0.3, size=size)).mean() + 0.5
+    assert abs(turned - (size / 2 + f * np.tan(0.3))) < 1.5  # turning left moves the scene right
+    for x in (0.0, 5.0):  # walking towards the pillar: its silhouette widens as 2 f tan(asin(r / distance))
+        width = len(columns(_render_one(pillar, 0.0, size=size, pos=(x, 0.0, 1.6))))
+        assert abs(width - 2 * f * np.tan(np.arcsin(1.0 / (10.0 - x)))) <= 1.5, (x, width)
+
+
+def test_plans_follow_posture_and_cover_all_activities():
+    seen = set()
+    for index in range(60):
+        plan = data.plan_recording(replace(CFG, minutes=2.0), index)
+        seated = plan.start_seated
+        assert plan.segments[0].start == 0.0 and plan.segments[-1].end == pytest.approx(plan.duration)
+        for a, b in zip(plan.segments[:-1], plan.segments[1:]):
+            assert a.end == b.start
+        for s in plan.segments:
+            assert s.end - s.start >= 4.0 - 1e-6
+            assert s.label in data.ACTIVITIES
+            if s.label == "standing up":
+                assert seated
+            if seated:
+                assert s.label in ("standing up", "looking around")
+            seated = {"sitting down": True, "standing up": False}.get(s.label, seated)
+            assert s.seated == seated
+            seen.add(s.label)
+    assert seen == set(data.ACTIVITIES)
+
+
+def test_sitting_down_lowers_the_head_and_standing_up_raises_it(tour):
+    plan, rec, imu, p, v, R = tour
+    rate = CFG.imu_rate_hz
+    sit, stand = _segment(plan, "sitting down"), _segment(plan, "standing up")
+    drop = p[int(sit.start * rate) + 10, 2] - p[int(sit.end * rate) - 10, 2]
+    rise = p[int(stand.end * rate) - 10, 2] - p[int(stand.start * rate) + 10, 2]
+    assert 0.35 < drop < 0.65 and 0.35 < rise < 0.65
+
+
+def test_narrations_fall_inside_the_segments_they_describe(dataset):
+    out, paths = dataset
+    for path in paths:
+        rec = data.read_recording(path)
+        times = [n["t"] for n in rec.narrations]
+        assert times == sorted(times)
+        assert rec.meta["duration_sec"] / 4.5 < len(times) < rec.meta["duration_sec"] / 1.5
+        for n in rec.narrations:
+            s = next(s for s in rec.segments if s["start"] <= n["t"] < s["end"])
+            assert n["t"] - s["start"] > 0.3 and s["end"] - n["t"] > 0.3
+            assert n["text"].startswith("#C C ")
+            assert any(w in n["text"] for w in VERBS[s["label"]]), (s["label"], n["text"])
+
+
+def test_recordings_have_the_documented_layout(dataset):
+    out, paths = dataset
+    assert [p.name for p in data.list_recordings(out)] == sorted(p.name for p in paths)
+    rec = data.read_recording(paths[0])
+    duration = CFG.minutes * 60
+    assert rec.imu.shape == (int(duration * CFG.imu_rate_hz), 6) and isinstance(rec.imu, np.memmap)
+    assert rec.frames.shape == (int(duration * CFG.video_fps), CFG.height, CFG.width, 3)
+    assert np.allclose(np.diff(rec.imu_t), 1 / CFG.imu_rate_hz) and np.allclose(np.diff(rec.frames_t), 0.1)
+    assert rec.meta["source"] == "synthetic" and rec.meta["scene"] in data.SCENES
+    assert rec.segments[0]["start"] == 0 and rec.segments[-1]["end"] == pytest.approx(duration)
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_does_not(dataset, tmp_path):
+    out, paths = dataset
+    again = data.synthesize(tmp_path / "again", replace(CFG, workers=2))
+    assert [p.name for p in again] == [p.name for p in paths]
+    for a, b in zip(paths, again):
+        names = sorted(f.name for f in a.iterdir())
+        assert names == sorted(f.name for f in b.iterdir())
+        for name in names:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
+    other = data.synthesize(tmp_path / "other", replace(CFG, recordings=1, seed=1))
+    assert (other[0] / "imu.npy").read_bytes() != (paths[0] / "imu.npy").read_bytes()
+
+
+def _break(rec, name, value):
+    if name.endswith(".json"):
+        (rec / name).write_text(value)
+    elif value is None:
+        (rec / name).unlink()
+    else:
+        np.save(rec / name, value)
+
+
+BROKEN = {
+    "missing file": ("imu.npy", lambda r: None, "missing"),
+    "wrong shape": ("imu.npy", lambda r: np.zeros((len(r.imu), 5), np.float32), "shape"),
+    "wrong dtype": ("imu.npy", lambda r: np.asarray(r.imu, np.float64), "dtype"),
+    "NaN in imu": ("imu.npy", lambda r: np.where(np.arange(len(r.imu))[:, None] == 7, np.nan, r.imu).astype(
+        np.float32), "NaN"),
+    "non-monotonic": ("imu_t.npy", lambda r: np.asarray(r.imu_t)[::-1].copy(), "increasing"),
+    "length mismatch": ("imu_t.npy", lambda r: np.asarray(r.imu_t)[:-3].copy(), "timestamps"),
+    "NaN timestamp": ("frames_t.npy", lambda r: np.where(np.arange(len(r.frames_t)) == 2, np.nan, r.frames_t),
+                      "NaN"),
+    "frames dtype": ("frames.npy", lambda r: np.asarray(r.frames, np.float32), "dtype"),
+    "frames shape": ("frames.npy", lambda r: np.asarray(r.frames)[..., 0].copy(), "shape"),
+    "bad json": ("narrations.json", lambda r: "[{\"t\": 1.0, ", "JSON"),
+    "bad narration": ("narrations.json", lambda r: json.dumps([{"time": 1.0, "text": "x"}]), "entry 0"),
+    "bad segment": ("segments.json", lambda r: json.dumps([{"start": 5, "end": 2, "label": "walking"}]),
+                    "segment 0"),
+    "not a recording": ("meta.json", lambda r: json.dumps({"format": "other"}), "format"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_reader_rejects_broken_recordings_naming_the_file(dataset, tmp_path, case):
+    out, paths = dataset
+    name, make, words = BROKEN[case]
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(paths[0], rec_dir)
+    value = make(data.read_recording(rec_dir))
+    _break(rec_dir, name, value)
+    with pytest.raises(data.DataError) as err:
+        data.read_recording(rec_dir)
+    assert str(rec_dir / name) in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_write_recording_round_trips_and_replaces_atomically(tmp_path):
+    rng = np.random.default_rng(0)
+    imu, imu_t = rng.normal(size=(50, 6)).astype(np.float32), np.arange(50) / 50.0
+    frames, frames_t = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), np.arange(4) / 4.0
+    path = tmp_path / "ds" / "rec"
+    data.write_recording(path, imu, imu_t, frames, frames_t, [{"t": 0.5, "text": "#C C waves"}],
+                         [{"start": 0.0, "end": 1.0, "label": "walking"}], {"source": "test"})
+    data.write_recording(path, imu * 2, imu_t, frames, frames_t, [], [], {"source": "test"})
+    rec = data.read_recording(path)
+    assert np.array_equal(rec.imu, imu * 2) and np.array_equal(rec.frames, frames)
+    assert rec.meta["imu_rate_hz"] == pytest.approx(50.0) and rec.meta["video_fps"] == pytest.approx(4.0)
+    assert rec.narrations == [] and rec.segments == []
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["rec"]  # no temporary directories left behind
+    (tmp_path / "ds" / ".cache").mkdir()
+    (tmp_path / "ds" / "_scratch").mkdir()
+    assert data.list_recordings(tmp_path / "ds") == [path]
+    with pytest.raises(data.DataError, match="NaN"):
+        data.write_recording(tmp_path / "ds" / "bad", imu * np.nan, imu_t, frames, frames_t, [], [], {})
+    with pytest.raises(data.DataError, match="no recordings"):
+        data.list_recordings(tmp_path / "ds" / "_scratch")
+
+
+def test_clean_narration():
+    assert data.clean_narration("#C C picks up  #unsure from the Table ") == "picks up something from the table"
+    assert data.clean_narration("#O Man X opens the door") == "o man x opens the door"
+
+
+def test_draw_signals_plots_each_channel_where_its_values_are():
+    imu = np.zeros((6, 400))
+    imu[0, 200:] = 1.0  # acc x steps up half-way
+    imu[1], imu[2] = -1.0, -0.5  # y and z elsewhere, so they do not hide x
+    img = np.asarray(data.draw_signals(imu, 300, 200, title="step")).astype(int)
+    assert img.shape == (200, 300, 3)
+    red = (img[..., 0] > 180) & (img[..., 1] < 100) & (img[..., 2] < 100)
+    rows_left = np.flatnonzero(red[:100, 70:150].any(axis=1))
+    rows_right = np.flatnonzero(red[:100, 200:280].any(axis=1))
+    assert rows_left.size and rows_right.size and rows_left.mean() > rows_right.mean() + 10  # higher value, higher up
+    with pytest.raises(ValueError):
+        data.draw_signals(np.zeros((3, 10)), 100, 100)
+
+
+def test_show_cli_writes_a_png_of_the_requested_size(dataset, tmp_path, capsys):
+    out, paths = dataset
+    png = tmp_path / "preview.png"
+    data.main(["show", str(paths[1]), "--out", str(png), "--width", "640", "--height", "420", "--frames", "6"])
+    with Image.open(png) as img:
+        assert img.size == (640, 420)
+        pixels = np.asarray(img.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # plots, frames and text, not a blank page
+    with pytest.raises(SystemExit) as exit_:
+        data.main(["show", str(tmp_path / "nope"), "--out", str(png)])
+    assert exit_.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--recordings", "0"], ["--minutes", "0.05"], ["--scenes", "moon"],
+                                  ["--width", "abc"], ["--sim-rate-hz", "333"]])
+def test_synth_cli_rejects_bad_arguments_with_exit_2(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        data.main(["synth", "--out", str(tmp_path / "x")] + argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_synth_cli_writes_a_readable_dataset(tmp_path):
+    data.main(["synth", "--out", str(tmp_path / "d"), "--recordings", "2", "--minutes", "0.2", "--width", "16",
+               "--height", "16", "--workers", "1", "--seed", "3"])
+    recs = data.list_recordings(tmp_path / "d")
+    assert len(recs) == 2 and all(data.read_recording(r).meta["seed"] == 3 for r in recs)
