@@ -1,0 +1,299 @@
+"""Tests for train.py: its helpers, the gradient path, and short end-to-end runs on a tiny synthetic dataset
+(one process, resumed, and 2 processes under torchrun)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import clip_vendor
+import train
+from loss import Temperature
+from model import IMUEncoder, IMUEncoderConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _offline_single_thread(monkeypatch):
+    """No download attempts; one intra-op thread (the test machine's 2 cores are shared)."""
+    monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+def test_retrieval_metrics_match_brute_force():
+    torch.manual_seed(0)
+    q, g = torch.randn(11, 4), torch.randn(11, 4)
+    g[3] = g[5]  # a tie: the query keeps the better rank
+    ranks = []
+    for i in range(11):
+        sims = [torch.nn.functional.cosine_similarity(q[i], g[j], dim=0).item() for j in range(11)]
+        ranks.append(1 + sum(s > sims[i] + 1e-7 for s in sims))
+    got = train.retrieval_metrics(q, g, chunk=4)
+    assert got["r1"] == pytest.approx(sum(r == 1 for r in ranks) / 11)
+    assert got["r5"] == pytest.approx(sum(r <= 5 for r in ranks) / 11)
+    assert got["mrr"] == pytest.approx(sum(1 / r for r in ranks) / 11)
+    assert train.retrieval_metrics(g, g)["r1"] == 1.0
+
+
+def test_lr_warmup_then_constant_or_cosine():
+    cfg = train.TrainConfig(lr=1e-3, warmup_steps=10)
+    assert train.get_lr(0, cfg, 100) == pytest.approx(1e-4)
+    assert train.get_lr(9, cfg, 100) == pytest.approx(1e-3)
+    assert train.get_lr(80, cfg, 100) == pytest.approx(1e-3)
+    cfg.cosine = True
+    assert train.get_lr(10, cfg, 100) == pytest.approx(1e-3)
+    assert train.get_lr(55, cfg, 100) == pytest.approx(5e-4)
+    assert train.get_lr(100, cfg, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_epoch_batches_seeded_per_epoch_and_sharded():
+    one = train.epoch_batches(103, 10, seed=1, epoch=0)
+    assert len(one) == 10 and all(len(b) == 10 for b in one)  # the last 3 windows are dropped (drop_last)
+    flat = np.concatenate(one)
+    assert len(set(flat.tolist())) == 100 and flat.max() < 103
+    assert all(np.array_equal(a, b) for a, b in zip(one, train.epoch_batches(103, 10, seed=1, epoch=0)))
+    assert not np.array_equal(flat, np.concatenate(train.epoch_batches(103, 10, seed=1, epoch=1)))
+    assert not np.array_equal(flat, np.concatenate(train.epoch_batches(103, 10, seed=2, epoch=0)))
+    big = train.epoch_batches(103, 20, seed=1, epoch=3)
+    shards = [train.epoch_batches(103, 10, seed=1, epoch=3, rank=r, world=2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(big)  # every process takes the same number of steps
+    for step, batch in enumerate(big):  # each step's global batch is the single-process batch of 2 x 10
+        assert sorted(np.concatenate([shards[0][step], shards[1][step]]).tolist()) == sorted(batch.tolist())
+
+
+def test_flags_come_from_the_config():
+    assert train.parse_args([]) == train.TrainConfig()
+    cfg = train.parse_args(["--modalities", "imu,text", "--batch-size", "8", "--cosine", "--lr", "1e-3"])
+    assert (cfg.modalities, cfg.batch_size, cfg.cosine, cfg.lr) == ("imu,text", 8, True, 1e-3)
+    help_text = train._field_help(train.TrainConfig)
+    assert [f.name for f in fields(train.TrainConfig) if not help_text.get(f.name)] == []  # a comment on each
+    for bad in (["--bogus", "1"], ["--batch-size", "many"], ["--video-mode", "clip_3frames"]):
+        with pytest.raises(SystemExit) as e:
+            train.parse_args(bad)
+        assert e.value.code == 2
+
+
+def test_parse_modalities():
+    assert train.parse_modalities("imu,video,text") == ["video", "text"]
+    assert train.parse_modalities("text, imu") == ["text"]
+    for bad, message in (("imu,audio", "unknown modality 'audio'"), ("video,text", "imu is required"),
+                         ("imu", "at least one target")):
+        with pytest.raises(ValueError, match=message):
+            train.parse_modalities(bad)
+
+
+def test_gradients_reach_only_the_imu_encoder():
+    """Targets are CLIP embeddings computed beforehand (as the cache does): training changes the encoder (and a
+    learned temperature) and nothing of CLIP."""
+    clip = clip_vendor.FrozenCLIP("tiny")
+    rng = np.random.default_rng(0)
+    video = clip.embed_images(rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8))  # (8, D)
+    text = clip.embed_texts([f"c walks {i}" for i in range(8)])
+    clip_before = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    torch.manual_seed(0)
+    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim, gru_hidden=32)),
+                                Temperature(0.1, learn=True))
+    enc_before = {k: v.clone() for k, v in trainable.state_dict().items()}
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=1e-3)
+    batch = {"imu": torch.randn(8, 6, 100), "video_emb": torch.from_numpy(video), "text_emb": torch.from_numpy(text)}
+    loss, parts, _ = train.batch_loss(trainable, batch, ["video", "text"], "cpu")
+    loss.backward()
+    assert set(parts) == {"video", "text"}
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.parameters())
+    assert all(p.grad is None for p in clip.model.parameters())
+    optimizer.step()
+    assert all(torch.equal(v, clip.model.state_dict()[k]) for k, v in clip_before.items())
+    assert all(not torch.equal(v, trainable.state_dict()[k]) for k, v in enc_before.items())
+
+
+def test_load_checkpoint_rejects_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        train.load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
+        train.load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"version": 1, "imu_encoder": {}}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="partial.pt: not a complete IMU2CLIP checkpoint .missing encoder_config"):
+        train.load_checkpoint(tmp_path / "partial.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="list.pt: not an IMU2CLIP checkpoint of version 1 .found list"):
+        train.load_checkpoint(tmp_path / "list.pt")
+    torch.save({"x": Path("a")}, tmp_path / "unsafe.pt")  # not loadable with weights_only=True
+    with pytest.raises(ValueError, match="unsafe.pt: not a readable checkpoint"):
+        train.load_checkpoint(tmp_path / "unsafe.pt")
+
+
+# --- end to end, on a tiny synthetic dataset ---------------------------------------------------------------------
+
+# IMU -> text is what a random-init tiny CLIP makes learnable on synthetic data: narrations name the activity.
+FLAGS = ["--clip", "tiny", "--modalities", "imu,video,text", "--window-sec", "2", "--rate-hz", "50",
+         "--epochs", "4", "--lr", "1e-3", "--warmup-steps", "5", "--cosine", "--learn-temperature",
+         "--log-every", "3", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    import data
+    root = tmp_path_factory.mktemp("synthetic")
+    data.synthesize(root, data.SynthConfig(recordings=24, minutes=1.0, width=16, height=16, workers=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_run(dataset, tmp_path_factory):
+    """An uninterrupted single-process run: 4 epochs of 9 steps of 32 windows."""
+    out = tmp_path_factory.mktemp("runs") / "full"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("IMU2CLIP_OFFLINE", "1")
+            train.main(FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32"])
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _log(out, event):
+    return [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["event"] == event]
+
+
+def test_short_run_lowers_the_loss_and_beats_chance(full_run, dataset):
+    import data
+    steps = _log(full_run, "train")
+    assert [r["step"] for r in steps][-1] == 4 * 9
+    assert np.mean([r["loss"] for r in steps[-3:]]) < np.mean([r["loss"] for r in steps[:3]]) - 0.5
+    vals = _log(full_run, "val")
+    assert [r["epoch"] for r in vals] == [1, 2, 3, 4]
+    assert vals[-1]["val_loss"] < vals[0]["val_loss"]
+
+    best = train.load_checkpoint(full_run / "best.pt")  # weights_only=True inside
+    assert best["metrics"]["val_mrr"] == max(r["val_mrr"] for r in vals)
+    assert best["clip"]["weights_source"] == "random-init" and best["clip"]["name"] == "tiny"
+    assert best["config"]["modalities"] == "imu,video,text" and best["data"] == str(dataset)
+    # the untrained encoder (same seed), evaluated the same way, is the baseline to beat
+    clip = clip_vendor.FrozenCLIP("tiny")
+    val = data.WindowDataset(dataset, "val", data.WindowConfig(**best["window"]), clip)
+    torch.manual_seed(0)
+    untrained = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim)), Temperature(0.1))
+    baseline = train.evaluate(untrained, val, ["video", "text"], 32, "cpu")
+    assert best["metrics"]["imu_to_text_mrr"] > 1.5 * max(baseline["imu_to_text_mrr"], baseline["chance_mrr"])
+    # the checkpoint reloads into the same encoder: evaluating it again gives the stored metrics
+    temperature = Temperature(0.1, learn=True)
+    temperature.load_state_dict(best["temperature"])
+    again = train.evaluate(train.Trainable(train.encoder_from_checkpoint(best), temperature), val,
+                           ["video", "text"], 32, "cpu")
+    assert again["val_mrr"] == pytest.approx(best["metrics"]["val_mrr"], rel=1e-6)
+    assert again["val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-5)
+
+
+def test_run_writes_config_log_and_checkpoint(full_run):
+    config = json.loads((full_run / "config.json").read_text())
+    assert config["clip"]["weights_source"] == "random-init"
+    assert config["encoder_config"]["embed_dim"] == clip_vendor.CONFIGS["tiny"].embed_dim
+    assert config["config"]["batch_size"] == 32 and config["processes"] == 1
+    assert _log(full_run, "start")[0]["clip"] == config["clip"]
+    ckpt = torch.load(full_run / "checkpoint.pt", weights_only=True)
+    assert {"version", "imu_encoder", "encoder_config", "optimizer", "step", "epoch", "config", "window", "data",
+            "clip", "metrics"} <= set(ckpt)
+    assert (ckpt["epoch"], ckpt["step"]) == (4, 36)
+    assert not list(full_run.glob("*.tmp-*"))  # atomic writes leave no temporary files
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    args = FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32"]
+    save = train.save_checkpoint
+
+    def killed_after_epoch_2(path, run, epoch, *rest):
+        save(path, run, epoch, *rest)
+        if path.name == "checkpoint.pt" and epoch == 2:
+            raise _Killed  # as if the process died right after writing the epoch-2 checkpoint
+
+    monkeypatch.setattr(train, "save_checkpoint", killed_after_epoch_2)
+    with pytest.raises(_Killed):
+        train.main(args)
+    assert train.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    train.main(args + ["--resume"])
+
+    a = torch.load(full_run / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
+    for k in a["imu_encoder"]:
+        assert torch.equal(a["imu_encoder"][k], b["imu_encoder"][k]), k
+    assert torch.equal(a["temperature"]["log_scale"], b["temperature"]["log_scale"])
+    for k, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    assert a["metrics"] == b["metrics"]
+    assert torch.load(full_run / "best.pt", weights_only=True)["epoch"] == \
+        torch.load(out / "best.pt", weights_only=True)["epoch"]
+    assert [r["loss"] for r in _log(out, "train") if r["epoch"] > 2] == \
+        [r["loss"] for r in _log(full_run, "train") if r["epoch"] > 2]
+
+
+def test_two_processes_under_torchrun_match_one_process(full_run, dataset, tmp_path):
+    """2 processes x 16 windows with pooled negatives = 1 process x 32 windows: same losses, same weights."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, IMU2CLIP_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), *FLAGS, "--data", str(dataset), "--out", str(out), "--batch-size", "16"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    one, two = _log(full_run, "train"), _log(out, "train")
+    assert [r["step"] for r in one] == [r["step"] for r in two]
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+    for a, b in zip(_log(full_run, "val"), _log(out, "val")):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+    a = torch.load(full_run / "checkpoint.pt", weights_only=True)["imu_encoder"]
+    b = torch.load(out / "checkpoint.pt", weights_only=True)["imu_encoder"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def _exit_2_with_one_line(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert e.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_bad_input_exits_2_with_one_line(full_run, dataset, tmp_path, capsys):
+    base = FLAGS + ["--data", str(dataset), "--out", str(tmp_path / "x")]
+    assert "unknown modality 'audio'" in _exit_2_with_one_line(base + ["--modalities", "imu,audio"], capsys)
+    assert "imu is required" in _exit_2_with_one_line(base + ["--modalities", "video,text"], capsys)
+    (tmp_path / "empty").mkdir()
+    assert "no recordings" in _exit_2_with_one_line(FLAGS + ["--data", str(tmp_path / "empty")], capsys)
+    assert "no window" in _exit_2_with_one_line(base + ["--window-sec", "500"], capsys)
+    assert "no such checkpoint" in _exit_2_with_one_line(base + ["--resume"], capsys)
+    assert "encoder needs at least" in _exit_2_with_one_line(base + ["--window-sec", "0.3"], capsys)
+    # a checkpoint trained with another CLIP (here: pretrained ViT-B/32) cannot be resumed with tiny
+    other = torch.load(full_run / "checkpoint.pt", weights_only=True)
+    other["clip"] = {"name": "ViT-B/32", "weights_source": "pretrained", "sha256": "ab" * 32,
+                     "fingerprint": "ViT-B/32|" + "ab" * 32}
+    (tmp_path / "other").mkdir()
+    torch.save(other, tmp_path / "other" / "checkpoint.pt")
+    line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(tmp_path / "other"), "--resume"],
+                                 capsys)
+    assert "trained with CLIP ViT-B/32" in line
+    line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(full_run), "--resume",
+                                          "--batch-size", "32", "--lr", "5e-4"], capsys)
+    assert "--lr" in line
