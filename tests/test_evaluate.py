@@ -1,0 +1,388 @@
+"""Tests of evaluate.py: retrieval metrics against brute force, activity recognition, reports and the CLI.
+
+Expected values come from how each case is built (orthonormal vectors, angles in a plane, hand-counted
+confusions), never from the function under test. Tie cases use unit vectors whose entries are 0, +-1 or
++-1/2, so every cosine is exact in float32 whatever order the products are summed in.
+"""
+import copy
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate as ev
+from model import IMUEncoder, IMUEncoderConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------
+# Retrieval metrics
+# --------------------------------------------------------------------------------------
+
+
+def exact_units(rng, n, d=6):
+    """n unit vectors in R^d with one entry +-1 or four entries +-1/2: all dot products are exact."""
+    x = np.zeros((n, d), np.float32)
+    for row in x:
+        k = rng.choice([1, 4])
+        row[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) / np.sqrt(k)
+    return x
+
+
+def brute_ranks(q, c, qg, cg):
+    """Rank by definition, one query at a time: 1 + wrong candidates scoring >= the best right one."""
+    ranks = []
+    for i in range(len(q)):
+        scores = [float(np.dot(q[i], c[j])) for j in range(len(c))]
+        best = max(s for s, g in zip(scores, cg) if g == qg[i])
+        ranks.append(1 + sum(1 for s, g in zip(scores, cg) if g != qg[i] and s >= best))
+    return ranks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ranks_match_brute_force_with_ties_and_groups(seed):
+    rng = np.random.default_rng(seed)
+    Q, C = rng.integers(1, 30), rng.integers(2, 50)
+    q, c = exact_units(rng, Q), exact_units(rng, C)  # 6-d with few patterns: many exact ties
+    cg = rng.integers(0, 6, C)  # many-to-one ground truth
+    qg = rng.choice(cg, Q)
+    expected = brute_ranks(q, c, qg, cg)
+    assert ev.retrieval_ranks(q, c, qg, cg).tolist() == expected
+    assert ev.retrieval_ranks(q, c, qg, cg, max_chunk_bytes=1).tolist() == expected  # one query per chunk
+    assert ev.retrieval_ranks(q, c, qg, cg, max_chunk_bytes=5 * C * 7).tolist() == expected  # 7 per chunk
+
+
+def test_chunked_equals_unchunked_on_random_embeddings():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(300, 16, generator=g)
+    b = a + 0.8 * torch.randn(300, 16, generator=g)
+    whole = ev.retrieval_ranks(a, b)
+    assert whole.shape == (300,) and 1 < whole.max() <= 300
+    for chunk_bytes in (1, 5 * 300 * 13, 5 * 300 * 64):
+        assert torch.equal(ev.retrieval_ranks(a, b, max_chunk_bytes=chunk_bytes), whole)
+
+
+def test_identity_is_perfect():
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    m = ev.rank_metrics(ev.retrieval_ranks(x, 3.0 * x))  # cosine: the scale does not matter
+    assert m == {"R@1": 1.0, "R@10": 1.0, "R@50": 1.0, "MRR": 1.0, "median_rank": 1.0}
+
+
+def test_ordered_angles_give_every_rank_once():
+    # every query points along x; candidate j is at angle j * 1 degree, so candidate i ranks exactly i + 1
+    N = 40
+    angles = np.deg2rad(np.arange(N))
+    c = np.stack([np.cos(angles), np.sin(angles)], 1)
+    q = np.tile([1.0, 0.0], (N, 1))
+    assert ev.retrieval_ranks(q, c).tolist() == list(range(1, N + 1))
+    # reversed ground truth (query i's answer is candidate N-1-i): the same ranks, reversed
+    rev = np.arange(N)[::-1].copy()
+    assert ev.retrieval_ranks(q, c, rev, np.arange(N)).tolist() == list(range(N, 0, -1))
+    m = ev.rank_metrics(torch.arange(1, N + 1))
+    H = sum(1 / r for r in range(1, N + 1))
+    assert m["R@1"] == pytest.approx(1 / N) and m["R@10"] == pytest.approx(10 / N) and m["R@50"] == 1.0
+    assert m["MRR"] == pytest.approx(H / N) and m["median_rank"] == (N + 1) / 2
+    assert ev.chance_metrics(N) == pytest.approx(m)  # a uniform spread of ranks is exactly chance
+
+
+def test_shifted_orthonormal_pairs_lose_every_tie():
+    # query i equals candidate i+1 (mod N): its own candidate scores 0, tied with N-2 other zeros, behind the 1
+    N = 12
+    c = np.eye(N, dtype=np.float32)
+    q = np.roll(c, -1, axis=0)
+    assert ev.retrieval_ranks(q, c).tolist() == [N] * N  # pessimistic: 1 ahead + N-2 ties ahead
+    m = ev.rank_metrics(ev.retrieval_ranks(q, c))
+    assert m["R@1"] == 0.0 and m["R@10"] == 0.0 and m["MRR"] == pytest.approx(1 / N) and m["median_rank"] == N
+
+
+def test_collapsed_embeddings_get_the_worst_rank_and_identical_texts_count_as_right():
+    same = np.ones((5, 3))
+    assert ev.retrieval_ranks(same, same).tolist() == [5] * 5  # a collapsed encoder scores worst, not best
+    # two windows share a narration: their text queries are identical, and either window is a right answer
+    text = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    imu = np.array([[0.9, 0.1, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    groups = ev.group_ids(["c walks", "c walks", "c sits"])
+    assert groups[0] == groups[1] != groups[2]
+    assert ev.retrieval_ranks(text, imu, groups, groups).tolist() == [1, 1, 1]
+    assert ev.retrieval_ranks(text, imu).tolist() == [2, 1, 1]  # one-to-one truth: query 0 loses to window 1
+
+
+def test_group_ids_unions_keys():
+    texts = ["a", "b", "a", "c", "d"]
+    video = np.array([[0.0], [1.0], [2.0], [1.0], [4.0]])
+    g = ev.group_ids(texts, video).tolist()  # 0~2 by text, 1~3 by video, 4 alone
+    assert g[0] == g[2] and g[1] == g[3] and len({g[0], g[1], g[4]}) == 3
+
+
+def test_pooled_ranks_have_exactly_k_candidates():
+    N, K = 23, 5  # 23 = 4 pools of 5 + 3 leftovers queried against 5 candidates too
+    c = np.eye(N, dtype=np.float32)
+    q = np.roll(c, -1, axis=0)  # as above: the own candidate always ties last
+    ranks = ev.pooled_ranks(q, c, torch.arange(N), K, repeats=3, seed=0)
+    assert ranks.shape == (3, N) and (ranks == K).all()
+    x = torch.randn(N, 4, generator=torch.Generator().manual_seed(2))
+    assert (ev.pooled_ranks(x, x, torch.arange(N), K, repeats=2, seed=0) == 1).all()
+    # a pool as large as the split is the full ranking
+    y = x + torch.randn(N, 4, generator=torch.Generator().manual_seed(3))
+    full = ev.pooled_ranks(x, y, torch.arange(N), N, repeats=1, seed=0)[0]
+    assert torch.equal(full, ev.retrieval_ranks(x, y))
+    assert torch.equal(ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7),
+                       ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7))  # deterministic for a seed
+
+
+# --------------------------------------------------------------------------------------
+# Activity recognition
+# --------------------------------------------------------------------------------------
+
+
+def test_classification_metrics_hand_counted():
+    m = ev.classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], 3)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    # F1 per class: 0: P 1/2 R 1/2 -> 1/2; 1: P 2/3 R 1 -> 4/5; 2: 0
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_zero_shot_on_hand_made_embeddings():
+    class_emb = np.array([[1, 0, 0, 0], [0, 5, 0, 0], [0, 0, 0.1, 0]], np.float32)  # norms differ on purpose
+    imu = np.array([[0.2, 0.9, 0, 0.3], [3, 0.5, 0.5, 0], [0, 0.1, 0.2, 0], [-1, -1, 0.01, 0]], np.float32)
+    assert ev.zero_shot_predict(imu, class_emb).tolist() == [1, 0, 2, 2]
+
+
+def test_split_train_val_is_stratified():
+    labels = np.repeat([0, 1, 2], [10, 5, 1])
+    fit, val = ev.split_train_val(labels, 0.2, 1.0, seed=0)
+    assert sorted(np.concatenate([fit, val]).tolist()) == list(range(16))
+    assert [int((labels[val] == k).sum()) for k in range(3)] == [2, 1, 0]  # the single window is kept for fit
+    few, _ = ev.split_train_val(labels, 0.2, 0.25, seed=0)
+    assert [int((labels[few] == k).sum()) for k in range(3)] == [2, 1, 1]  # >= 1 per class
+    assert np.array_equal(ev.split_train_val(labels, 0.2, 0.5, seed=3)[0], ev.split_train_val(labels, 0.2, 0.5, 3)[0])
+
+
+def tiny_encoder_config(embed_dim=16):
+    return IMUEncoderConfig(embed_dim=embed_dim, gru_hidden=16, channels=8, feature_groups=2, kernel_sizes=(5, 5),
+                            pool_kernel=2)
+
+
+def labelled_set(n, T, rate_hz, seed):
+    """Three classes told apart by the frequency of the motion: 0.5, 2 and 5 Hz, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    t = torch.arange(T) / rate_hz
+    freq = torch.tensor([0.5, 2.0, 5.0])[y]
+    x = 0.5 * torch.randn(n, 6, T, generator=g)
+    x[:, 0] += 2 * torch.sin(2 * np.pi * freq[:, None] * t)
+    x[:, 3] += torch.cos(2 * np.pi * freq[:, None] * t)
+    return x, y
+
+
+@pytest.mark.parametrize("variant", ["probe", "finetune", "scratch"])
+def test_supervised_variants_beat_chance(variant):
+    x_train, y_train = labelled_set(60, 100, 50.0, seed=0)
+    x_test, y_test = labelled_set(30, 100, 50.0, seed=1)
+    torch.manual_seed(0)
+    encoder = IMUEncoder(tiny_encoder_config()).eval()  # an untrained encoder: the probe sees random features
+    cfg = ev.FitConfig(epochs=25, patience=5, batch_size=16, probe_lr=1e-2, lr=1e-2, encoder_lr=1e-3)
+    model, epochs = ev.train_variant(variant, encoder, x_train, y_train, 3, cfg, seed=0, device="cpu")
+    pred = ev.predict(model, x_test, 64, "cpu").argmax(1)
+    m = ev.classification_metrics(y_test, pred, 3)
+    assert 1 <= epochs <= 25
+    assert m["accuracy"] >= 0.6 and m["macro_f1"] >= 0.5  # chance is 1/3
+
+
+# --------------------------------------------------------------------------------------
+# The command line on a tiny synthetic world and a hand-made checkpoint
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """7 short synthetic recordings and a checkpoint dict in train.py's format (tiny encoder, tiny CLIP)."""
+    import data
+    from clip_vendor import FrozenCLIP
+    from train import TrainConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IMU2CLIP_OFFLINE", "1")
+    tmp = tmp_path_factory.mktemp("evaluate")
+    root = tmp / "world"
+    data.synthesize(root, data.SynthConfig(recordings=7, minutes=0.5, width=16, height=16, workers=1))
+    clip = FrozenCLIP("tiny")
+    window = data.WindowConfig(window_sec=2.0, rate_hz=50.0)
+    torch.manual_seed(0)
+    cfg = tiny_encoder_config(clip.embed_dim)
+    encoder = IMUEncoder(cfg)
+    train_cfg = TrainConfig(clip="tiny", window_sec=2.0, rate_hz=50.0, data=str(root))
+    ckpt = {"version": 1, "imu_encoder": encoder.state_dict(), "encoder_config": asdict(cfg), "optimizer": {},
+            "step": 7, "epoch": 1, "config": asdict(train_cfg), "window": asdict(window), "data": str(root),
+            "clip": clip.info(), "metrics": {}}
+    yield {"root": root, "ckpt": ckpt, "tmp": tmp}
+    mp.undo()
+
+
+def save(ckpt, path, **changes):
+    """A copy of the checkpoint dict with nested changes ("config.modalities": ...), saved to path."""
+    ckpt = copy.deepcopy(ckpt)
+    for key, value in changes.items():
+        *outer, last = key.split(".")
+        node = ckpt
+        for k in outer:
+            node = node[k]
+        node[last] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return str(path)
+
+
+def markdown_rows(text):
+    """{first cell: [other cells]} of every table row in a markdown text."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_all_tasks_write_what_they_claim(world, capsys):
+    ckpt = save(world["ckpt"], world["tmp"] / "run" / "best.pt")
+    ev.main(["--task", "all", "--checkpoint", ckpt, "--epochs", "3", "--examples", "3"])
+    out = world["tmp"] / "run" / "eval"  # default: next to the checkpoint
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["task"] == "all" and report["split"] == "test"
+    assert report["checkpoint"]["step"] == 7 and report["checkpoint"]["config"]["clip"] == "tiny"
+    assert report["clip"]["weights_source"] == "random-init" and report["clip"]["random_init"]
+    assert "RANDOM-INIT" in report["clip"]["random_init_warning"]
+    r = report["retrieval"]
+    assert r["pool_size"] == r["windows"] > 0 and r["mode"] == "full"
+    assert set(r["directions"]) == {"text->imu", "imu->text", "imu->video", "video->imu", "text->video (imu space)",
+                                    "text->video (clip space)"}
+    assert r["chance"]["R@1"] == pytest.approx(1 / r["windows"], abs=1e-4)
+    for m in r["directions"].values():
+        assert set(m) == {"R@1", "R@10", "R@50", "MRR", "median_rank"} and 1 / r["windows"] <= m["MRR"] + 1e-4
+    a = report["activity"]
+    assert list(a["variants"]) == ["zeroshot", "probe", "finetune", "scratch"]
+    K = len(a["class_names"])
+    for name, m in a["variants"].items():
+        assert np.array(m["confusion"]).shape == (K, K) and np.sum(m["confusion"]) == a["test_windows"]
+        assert m["accuracy"] == pytest.approx(np.trace(m["confusion"]) / a["test_windows"], abs=1e-4)
+    pictures = {f"confusion_{v}.png" for v in a["variants"]} | {"retrieval_examples.png", "text_queries.png"}
+    assert set(report["files"]) == pictures | {"metrics.json", "summary.md"}
+    assert set(p.name for p in out.iterdir()) == set(report["files"])
+    from PIL import Image
+
+    examples = Image.open(out / "retrieval_examples.png").convert("RGB")
+    assert examples.height >= 3 * 128 and examples.width >= 2 * 128 + 5 * 128  # 3 rows: plot + 5 frames
+    green = (np.abs(np.asarray(examples).astype(int) - ev.RIGHT).sum(-1) == 0).sum()
+    assert green >= 3 * 4 * 128  # every row outlines its true frame, in the top 5 or after them
+    assert Image.open(out / "text_queries.png").height >= 3 * 120
+    assert Image.open(out / "confusion_probe.png").height >= K * 44
+
+    # summary.md (and the printed table) carry exactly the numbers of metrics.json, loudly marked random-init
+    summary = (out / "summary.md").read_text()
+    assert "RANDOM-INIT" in summary and summary.strip() in capsys.readouterr().out
+    rows = markdown_rows(summary)
+    assert rows["direction [CLIP RANDOM-INIT]"] == ["R@1", "R@10", "R@50", "MRR", "median_rank"]
+    for name, m in [*r["directions"].items(), (f"chance (pool {r['pool_size']})", r["chance"])]:
+        assert [float(v) for v in rows[name]] == [m[k] for k in ("R@1", "R@10", "R@50", "MRR", "median_rank")]
+    for name, m in a["variants"].items():
+        assert [float(v) for v in rows[name][:2]] == [m["accuracy"], m["macro_f1"]]
+        assert rows[name][2] == str(m.get("epochs", "-"))
+    assert float(rows["chance (uniform)"][0]) == a["chance"]["uniform_accuracy"]
+
+
+def test_pooled_retrieval_and_labelled_npz_at_another_rate(world, tmp_path):
+    # a user's file at 100 Hz with 3 s windows; the checkpoint was trained at 50 Hz on 2 s windows
+    x, y = labelled_set(45, 300, 100.0, seed=0)
+    split = np.where(np.arange(45) < 30, "train", "test")
+    path = tmp_path / "mine.npz"
+    np.savez(path, imu=x.numpy(), labels=y.numpy(), class_names=np.array(["slow", "medium", "fast"]),
+             rate_hz=np.float64(100.0), split=split)
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--out", str(tmp_path / "lab"),
+             "--epochs", "3"])
+    a = json.loads((tmp_path / "lab" / "metrics.json").read_text())["activity"]
+    assert a["window_samples"] == 150  # 3 s resampled to the model's 50 Hz
+    assert (a["train_windows"], a["test_windows"], a["class_names"]) == (30, 15, ["slow", "medium", "fast"])
+    assert list(a["variants"]) == ["probe"]
+    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--pool-size", "4", "--pool-repeats", "3",
+             "--out", str(tmp_path / "pool")])
+    r = json.loads((tmp_path / "pool" / "metrics.json").read_text())["retrieval"]
+    assert (r["mode"], r["pool_size"], r["pool_repeats"]) == ("pooled", 4, 3)
+    assert r["chance"]["R@1"] == 0.25 and all(m["median_rank"] <= 4 for m in r["directions"].values())
+
+
+def test_checkpoint_without_text_warns(world, tmp_path, capsys):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", **{"config.modalities": "imu,video"})
+    ev.main(["--task", "zeroshot", "--checkpoint", ckpt, "--out", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert any("trained without text" in w for w in report["warnings"])
+    assert "trained without text" in capsys.readouterr().err
+    assert list(report["activity"]["variants"]) == ["zeroshot"] and "retrieval" not in report
+
+
+@pytest.mark.parametrize("change, args, message", [
+    ({"version": 2}, [], "version"),
+    ({"clip.fingerprint": "ViT-B/32|0123abcd|res=224|v1"}, [], "trained with CLIP"),  # e.g. weights now missing
+    ({"window.test_frac": 0.0}, [], "test"),  # an empty test split
+    ({}, ["--prompt", "a person"], "--prompt"),
+    ({}, ["--device", "tpu"], "--device"),
+])
+def test_bad_checkpoint_or_input_is_one_line_and_exit_2(world, tmp_path, capsys, change, args, message):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", **change)
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--out", str(tmp_path / "eval"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "eval").exists()
+
+
+def test_sliding_windows_skip_text_directions(world, tmp_path, capsys):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", **{"window.mode": "sliding", "config.windows": "sliding",
+                                                         "config.modalities": "imu,video"})
+    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--out", str(tmp_path / "eval"), "--examples", "2"])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(report["retrieval"]["directions"]) == {"imu->video", "video->imu"}
+    assert report["files"] == ["metrics.json", "retrieval_examples.png", "summary.md"]
+    assert "text directions skipped" in capsys.readouterr().err
+
+
+def test_labelled_file_with_wrong_channels_exits_2(world, tmp_path, capsys):
+    path = tmp_path / "three.npz"
+    np.savez(path, imu=np.zeros((6, 3, 100)), labels=np.arange(6) % 2, class_names=np.array(["a", "b"]),
+             rate_hz=np.float64(50.0))
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path)])
+    assert e.value.code == 2 and str(path) in capsys.readouterr().err
+
+
+def test_flags_come_from_the_config():
+    assert ev.parse_args([]) == ev.EvalConfig()
+    cfg = ev.parse_args(["--task", "finetune", "--pool-size", "300", "--prompt", "a person {}", "--train-fraction",
+                         "0.1"])
+    assert (cfg.task, cfg.pool_size, cfg.prompt, cfg.train_fraction) == ("finetune", 300, "a person {}", 0.1)
+    assert ev.TASKS["finetune"] == ("finetune", "scratch") and set(ev.TASKS["all"]) == {"retrieval", *ev.VARIANTS}
+
+
+def test_checkpoint_written_by_train_py(world, tmp_path):
+    """The real producer of checkpoints: one short epoch of train.py, then evaluate reads what it wrote."""
+    import train
+
+    out = tmp_path / "run"
+    train.main(["--clip", "tiny", "--window-sec", "2", "--rate-hz", "50", "--data", str(world["root"]),
+                "--epochs", "1", "--batch-size", "8", "--out", str(out)])
+    ev.main(["--task", "retrieval", "--checkpoint", str(out / "best.pt"), "--examples", "1"])
+    report = json.loads((out / "eval" / "metrics.json").read_text())
+    assert report["checkpoint"]["data"] == str(world["root"]) and report["checkpoint"]["step"] >= 1
+    assert report["retrieval"]["windows"] == report["retrieval"]["pool_size"] > 0
