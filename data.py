@@ -46,6 +46,7 @@ Windows, cache and Ego4D import (section 2): to be described by the windows help
 import argparse
 import contextlib
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -67,6 +68,19 @@ from PIL import Image, ImageDraw, ImageFont
 
 class DataError(ValueError):
     """Bad input data: the message names the file and the problem."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(tmp_path), then rename over `path`: a kill at any moment leaves the previous file intact."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def field_help(cls) -> dict:
+    """The comment after each dataclass field, reused as its --help text by every command line."""
+    lines = inspect.getsource(cls).splitlines()
+    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
 
 
 # ======================================================================================

@@ -48,8 +48,8 @@ from torch import nn
 
 import data
 from clip_vendor import FrozenCLIP
-from model import IMUEncoder
-from train import _field_help, atomic_write, encoder_from_checkpoint, load_checkpoint, parse_modalities
+from loss import parse_modalities
+from model import IMUEncoder, encoder_from_checkpoint, load_checkpoint, resolve_device
 
 RECALL_AT = (1, 10, 50)  # the R@k reported for every retrieval direction (paper Tables 1-2)
 METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # retrieval metrics, table columns
@@ -337,25 +337,12 @@ def parse_args(argv=None) -> EvalConfig:
     """EvalConfig from the command line: one --flag per field, help from the field comments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    help_text = _field_help(EvalConfig)
+    help_text = data.field_help(EvalConfig)
     for f in fields(EvalConfig):
         kwargs = {"choices": list(TASKS)} if f.name == "task" else {}
         parser.add_argument("--" + f.name.replace("_", "-"), type=f.type, default=f.default,
                             help=help_text.get(f.name), **kwargs)
     return EvalConfig(**vars(parser.parse_args(argv)))
-
-
-def resolve_device(name):
-    """--device: auto (cuda when available) | cpu | cuda | cuda:N -> torch.device; ValueError if unusable."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here")
-    return device
 
 
 def load_clip(ckpt, path, device):
@@ -696,11 +683,11 @@ def write_reports(out, report, pictures):
     """metrics.json, summary.md and the pictures, each written atomically; returns the summary text."""
     out.mkdir(parents=True, exist_ok=True)
     for name, image in pictures.items():
-        atomic_write(out / name, lambda tmp: image.save(tmp, format="PNG"))
+        data.atomic_write(out / name, lambda tmp: image.save(tmp, format="PNG"))
     report["files"] = sorted(["metrics.json", "summary.md", *pictures])
     summary = summary_markdown(report)
-    atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary + "\n"))
+    data.atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    data.atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary + "\n"))
     return summary
 
 

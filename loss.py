@@ -19,6 +19,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+TARGET_MODALITIES = ("video", "text")  # what the IMU can be aligned with
+
+
+def parse_modalities(text: str) -> list:
+    """'imu,video,text' -> ['video', 'text']: the target modalities the IMU is aligned with."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ("imu", *TARGET_MODALITIES)]
+    if unknown:
+        raise ValueError(f"--modalities: unknown modality {unknown[0]!r} (choose from imu, video, text)")
+    if "imu" not in names:
+        raise ValueError(f"--modalities {text}: IMU2CLIP aligns the IMU with video and/or text, so imu is required")
+    targets = [m for m in TARGET_MODALITIES if m in names]
+    if not targets:
+        raise ValueError(f"--modalities {text}: give at least one target besides imu (video, text)")
+    return targets
+
+
 class Temperature(nn.Module):
     """The softmax temperature tau, fixed (paper default 0.1) or learned.
 

@@ -4,12 +4,15 @@ to one vector in the embedding space of a frozen CLIP.
     GroupNorm(acc | gyro) -> N x [dilated Conv1d -> ReLU -> MaxPool1d] -> GroupNorm -> GRU over time
     -> final hidden state -> Linear -> CLIP embedding size (512 for ViT-B/32, 768 for ViT-L/14)
 
-train.py builds it and evaluate.py reloads it from a checkpoint. To see its size and shapes:
+It also owns the checkpoint format that train.py writes and evaluate.py reads (load_checkpoint). To see the
+encoder's size and shapes:
 
     python model.py            # prints the parameter count and output shapes for a few window lengths
     python -m pytest -q tests/test_model.py
 """
+import pickle
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -99,6 +102,49 @@ class IMUEncoder(nn.Module):
 def num_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# Checkpoints: train.py writes them, evaluate.py and train.py --resume read them.
+CHECKPOINT_VERSION = 1  # bumped whenever the checkpoint dict changes incompatibly
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint written by train.py, loaded with weights_only=True; ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found})")
+    missing = [k for k in ("imu_encoder", "encoder_config", "optimizer", "step", "epoch", "config", "window", "data",
+                           "clip", "metrics") if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a complete IMU2CLIP checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def encoder_from_checkpoint(ckpt: dict) -> IMUEncoder:
+    """The trained IMU encoder of a checkpoint dict, in eval mode, on the CPU."""
+    encoder = IMUEncoder(IMUEncoderConfig(**ckpt["encoder_config"]))
+    encoder.load_state_dict(ckpt["imu_encoder"])
+    return encoder.eval()
+
+
+def resolve_device(name):
+    """--device: auto (cuda when available) | cpu | cuda | cuda:N -> torch.device; ValueError if unusable."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here")
+    return device
 
 
 def main():

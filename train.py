@@ -14,12 +14,9 @@ Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse
-import inspect
 import json
 import math
 import os
-import pickle
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -28,19 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 import data
 from clip_vendor import FrozenCLIP
-from loss import Temperature, multimodal_loss
-from model import IMUEncoder, IMUEncoderConfig, num_parameters
+from evaluate import chance_metrics, group_ids, rank_metrics, retrieval_ranks
+from loss import Temperature, multimodal_loss, parse_modalities
+from model import CHECKPOINT_VERSION, IMUEncoder, IMUEncoderConfig, load_checkpoint, num_parameters, resolve_device
 
 TARGETS = {"video": "video_emb", "text": "text_emb"}  # target modality -> WindowDataset batch key
 CHOICES = {"windows": ("narration", "sliding"), "video_mode": ("clip_1frame", "clip_avg_frames")}  # flag values
-CHECKPOINT_VERSION = 1
 # Flags that must be the same when resuming, for the resumed run to equal an uninterrupted one.
 RESUME_MUST_MATCH = ("modalities", "data", "batch_size", "lr", "weight_decay", "warmup_steps", "cosine", "grad_clip",
                      "window_sec", "rate_hz", "windows", "video_mode", "temperature", "learn_temperature", "seed")
@@ -72,17 +68,11 @@ class TrainConfig:
     log_every: int = 20  # steps between progress lines
 
 
-def _field_help(cls) -> dict:
-    """The comment after each dataclass field, reused as its --help text."""
-    lines = inspect.getsource(cls).splitlines()
-    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
-
-
 def parse_args(argv=None) -> TrainConfig:
     """TrainConfig from the command line: one --flag per field; unknown flags exit with code 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    help_text = _field_help(TrainConfig)
+    help_text = data.field_help(TrainConfig)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type is bool:
@@ -91,20 +81,6 @@ def parse_args(argv=None) -> TrainConfig:
             parser.add_argument(flag, type=f.type, default=f.default, choices=CHOICES.get(f.name),
                                 help=help_text.get(f.name))
     return TrainConfig(**vars(parser.parse_args(argv)))
-
-
-def parse_modalities(text: str) -> list:
-    """'imu,video,text' -> ['video', 'text']: the target modalities the IMU is aligned with."""
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in ("imu", *TARGETS)]
-    if unknown:
-        raise ValueError(f"--modalities: unknown modality {unknown[0]!r} (choose from imu, video, text)")
-    if "imu" not in names:
-        raise ValueError(f"--modalities {text}: IMU2CLIP aligns the IMU with video and/or text, so imu is required")
-    targets = [m for m in TARGETS if m in names]
-    if not targets:
-        raise ValueError(f"--modalities {text}: give at least one target besides imu (video, text)")
-    return targets
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -156,26 +132,10 @@ def batch_loss(model, batch: dict, targets: list, device, gather: bool = True):
     return loss, parts, imu_emb
 
 
-def retrieval_metrics(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 1024) -> dict:
-    """Retrieval of gallery[i] for query[i] among all N by cosine similarity: R@1, R@5 and MRR.
-
-    The rank counts the gallery items strictly more similar than the right one (ties go to the query).
-    """
-    q, g = F.normalize(query.float(), dim=-1), F.normalize(gallery.float(), dim=-1)  # (N, D) each
-    ranks = []
-    for i in range(0, len(q), chunk):
-        sim = q[i:i + chunk] @ g.T  # (n, N)
-        right = sim.gather(1, torch.arange(i, i + len(sim)).unsqueeze(1))  # (n, 1) similarity to the match
-        ranks.append((sim > right).sum(1) + 1)  # (n,) 1 = retrieved first
-    rank = torch.cat(ranks).float()  # (N,)
-    return {"r1": (rank <= 1).float().mean().item(), "r5": (rank <= 5).float().mean().item(),
-            "mrr": (1.0 / rank).mean().item()}
-
-
 @torch.no_grad()
 def evaluate(trainable: Trainable, dataset, targets: list, batch_size: int, device) -> dict:
     """Validation on every window of `dataset`: the loss in batches of `batch_size` (the last one smaller),
-    and IMU->target retrieval among all windows. `val_mrr`, the mean MRR over targets, picks best.pt."""
+    and IMU->target retrieval among all windows (evaluate.py's metrics). `val_mrr`, the mean MRR over targets, picks best.pt."""
     was_training = trainable.training
     trainable.eval()
     n, total, emb = len(dataset), 0.0, []
@@ -187,19 +147,14 @@ def evaluate(trainable: Trainable, dataset, targets: list, batch_size: int, devi
     imu = torch.cat(emb)  # (N, D)
     metrics = {"val_loss": total / n, "val_windows": n}
     for m in targets:
-        for name, value in retrieval_metrics(imu, torch.as_tensor(getattr(dataset, TARGETS[m]))).items():
+        target = getattr(dataset, TARGETS[m])  # (N, D) cached CLIP embeddings
+        groups = group_ids(target)  # windows with identical targets (e.g. the same narration) are all right
+        for name, value in rank_metrics(retrieval_ranks(imu, target, groups, groups)).items():
             metrics[f"imu_to_{m}_{name}"] = value
-    metrics["val_mrr"] = sum(metrics[f"imu_to_{m}_mrr"] for m in targets) / len(targets)
-    metrics["chance_mrr"] = sum(1.0 / k for k in range(1, n + 1)) / n
+    metrics["val_mrr"] = sum(metrics[f"imu_to_{m}_MRR"] for m in targets) / len(targets)
+    metrics["chance_mrr"] = chance_metrics(n)["MRR"]
     trainable.train(was_training)
     return metrics
-
-
-def atomic_write(path: Path, write) -> None:
-    """write(tmp_path), then rename over `path`: a kill at any moment leaves the previous file intact."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, run, epoch: int, step: int, metrics: dict, best: float) -> None:
@@ -209,33 +164,7 @@ def save_checkpoint(path: Path, run, epoch: int, step: int, metrics: dict, best:
             "optimizer": run.optimizer.state_dict(), "step": step, "epoch": epoch, "best_val_mrr": best,
             "config": asdict(run.cfg), "window": asdict(run.window_cfg), "data": str(run.root),
             "clip": run.clip.info(), "metrics": metrics}
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint written by train.py, loaded with weights_only=True; ValueError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found})")
-    missing = [k for k in ("imu_encoder", "encoder_config", "optimizer", "step", "epoch", "config", "window", "data",
-                           "clip", "metrics") if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: not a complete IMU2CLIP checkpoint (missing {', '.join(missing)})")
-    return ckpt
-
-
-def encoder_from_checkpoint(ckpt: dict) -> IMUEncoder:
-    """The trained IMU encoder of a checkpoint dict, in eval mode, on the CPU."""
-    encoder = IMUEncoder(IMUEncoderConfig(**ckpt["encoder_config"]))
-    encoder.load_state_dict(ckpt["imu_encoder"])
-    return encoder.eval()
+    data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -268,14 +197,7 @@ def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device}: not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here")
+    device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)  # one GPU per process
     if device.type == "cuda":
@@ -405,7 +327,7 @@ def start_log(run: Run) -> None:
               "encoder_parameters": num_parameters(run.trainable.encoder), "clip": clip, "data": str(run.root),
               "processes": run.world, "device": str(run.device), "train_windows": len(run.train_set),
               "val_windows": len(run.val_set), "resumed_at_epoch": run.start_epoch if run.cfg.resume else None}
-    atomic_write(run.out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2, default=str)))
+    data.atomic_write(run.out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2, default=str)))
     if clip["weights_source"] == "random-init":
         bar = "!" * 100
         print(f"{bar}\n!!! CLIP {clip['name']} is RANDOM-INIT (no pretrained weights): the encoder learns to match a "
@@ -426,7 +348,7 @@ def log_progress(run: Run, epoch: int, loss: float, lr: float, total_steps: int,
 
 
 def log_validation(run: Run, epoch: int, metrics: dict, is_best: bool) -> None:
-    retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_r1']:.3f}" for m in run.targets)
+    retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_R@1']:.3f}" for m in run.targets)
     log(run, {"event": "val", "epoch": epoch + 1, "step": run.step, "best": is_best,
               "clip_weights": run.clip.weights_source, **metrics},
         f"epoch {epoch + 1}/{run.cfg.epochs} val loss {metrics['val_loss']:.4f} MRR {metrics['val_mrr']:.3f} "

@@ -1,11 +1,10 @@
 """Tests for train.py: its helpers, the gradient path, and short end-to-end runs on a tiny synthetic dataset
 (one process, resumed, and 2 processes under torchrun)."""
 import json
-import math
 import os
 import subprocess
 import sys
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,9 @@ import pytest
 import torch
 
 import clip_vendor
+import data
+import loss
+import model
 import train
 from loss import Temperature
 from model import IMUEncoder, IMUEncoderConfig
@@ -31,21 +33,6 @@ def _offline_single_thread(monkeypatch):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
-
-def test_retrieval_metrics_match_brute_force():
-    torch.manual_seed(0)
-    q, g = torch.randn(11, 4), torch.randn(11, 4)
-    g[3] = g[5]  # a tie: the query keeps the better rank
-    ranks = []
-    for i in range(11):
-        sims = [torch.nn.functional.cosine_similarity(q[i], g[j], dim=0).item() for j in range(11)]
-        ranks.append(1 + sum(s > sims[i] + 1e-7 for s in sims))
-    got = train.retrieval_metrics(q, g, chunk=4)
-    assert got["r1"] == pytest.approx(sum(r == 1 for r in ranks) / 11)
-    assert got["r5"] == pytest.approx(sum(r <= 5 for r in ranks) / 11)
-    assert got["mrr"] == pytest.approx(sum(1 / r for r in ranks) / 11)
-    assert train.retrieval_metrics(g, g)["r1"] == 1.0
-
 
 def test_lr_warmup_then_constant_or_cosine():
     cfg = train.TrainConfig(lr=1e-3, warmup_steps=10)
@@ -77,7 +64,7 @@ def test_flags_come_from_the_config():
     assert train.parse_args([]) == train.TrainConfig()
     cfg = train.parse_args(["--modalities", "imu,text", "--batch-size", "8", "--cosine", "--lr", "1e-3"])
     assert (cfg.modalities, cfg.batch_size, cfg.cosine, cfg.lr) == ("imu,text", 8, True, 1e-3)
-    help_text = train._field_help(train.TrainConfig)
+    help_text = data.field_help(train.TrainConfig)
     assert [f.name for f in fields(train.TrainConfig) if not help_text.get(f.name)] == []  # a comment on each
     for bad in (["--bogus", "1"], ["--batch-size", "many"], ["--video-mode", "clip_3frames"]):
         with pytest.raises(SystemExit) as e:
@@ -86,12 +73,12 @@ def test_flags_come_from_the_config():
 
 
 def test_parse_modalities():
-    assert train.parse_modalities("imu,video,text") == ["video", "text"]
-    assert train.parse_modalities("text, imu") == ["text"]
+    assert loss.parse_modalities("imu,video,text") == ["video", "text"]
+    assert loss.parse_modalities("text, imu") == ["text"]
     for bad, message in (("imu,audio", "unknown modality 'audio'"), ("video,text", "imu is required"),
                          ("imu", "at least one target")):
         with pytest.raises(ValueError, match=message):
-            train.parse_modalities(bad)
+            loss.parse_modalities(bad)
 
 
 def test_gradients_reach_only_the_imu_encoder():
@@ -120,19 +107,19 @@ def test_gradients_reach_only_the_imu_encoder():
 
 def test_load_checkpoint_rejects_bad_files(tmp_path):
     with pytest.raises(ValueError, match="no such checkpoint"):
-        train.load_checkpoint(tmp_path / "missing.pt")
+        model.load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
-        train.load_checkpoint(tmp_path / "junk.pt")
+        model.load_checkpoint(tmp_path / "junk.pt")
     torch.save({"version": 1, "imu_encoder": {}}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="partial.pt: not a complete IMU2CLIP checkpoint .missing encoder_config"):
-        train.load_checkpoint(tmp_path / "partial.pt")
+        model.load_checkpoint(tmp_path / "partial.pt")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="list.pt: not an IMU2CLIP checkpoint of version 1 .found list"):
-        train.load_checkpoint(tmp_path / "list.pt")
+        model.load_checkpoint(tmp_path / "list.pt")
     torch.save({"x": Path("a")}, tmp_path / "unsafe.pt")  # not loadable with weights_only=True
     with pytest.raises(ValueError, match="unsafe.pt: not a readable checkpoint"):
-        train.load_checkpoint(tmp_path / "unsafe.pt")
+        model.load_checkpoint(tmp_path / "unsafe.pt")
 
 
 # --- end to end, on a tiny synthetic dataset ---------------------------------------------------------------------
@@ -179,7 +166,7 @@ def test_short_run_lowers_the_loss_and_beats_chance(full_run, dataset):
     assert [r["epoch"] for r in vals] == [1, 2, 3, 4]
     assert vals[-1]["val_loss"] < vals[0]["val_loss"]
 
-    best = train.load_checkpoint(full_run / "best.pt")  # weights_only=True inside
+    best = model.load_checkpoint(full_run / "best.pt")  # weights_only=True inside
     assert best["metrics"]["val_mrr"] == max(r["val_mrr"] for r in vals)
     assert best["clip"]["weights_source"] == "random-init" and best["clip"]["name"] == "tiny"
     assert best["config"]["modalities"] == "imu,video,text" and best["data"] == str(dataset)
@@ -189,11 +176,11 @@ def test_short_run_lowers_the_loss_and_beats_chance(full_run, dataset):
     torch.manual_seed(0)
     untrained = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim)), Temperature(0.1))
     baseline = train.evaluate(untrained, val, ["video", "text"], 32, "cpu")
-    assert best["metrics"]["imu_to_text_mrr"] > 1.5 * max(baseline["imu_to_text_mrr"], baseline["chance_mrr"])
+    assert best["metrics"]["imu_to_text_MRR"] > 1.5 * max(baseline["imu_to_text_MRR"], baseline["chance_mrr"])
     # the checkpoint reloads into the same encoder: evaluating it again gives the stored metrics
     temperature = Temperature(0.1, learn=True)
     temperature.load_state_dict(best["temperature"])
-    again = train.evaluate(train.Trainable(train.encoder_from_checkpoint(best), temperature), val,
+    again = train.evaluate(train.Trainable(model.encoder_from_checkpoint(best), temperature), val,
                            ["video", "text"], 32, "cpu")
     assert again["val_mrr"] == pytest.approx(best["metrics"]["val_mrr"], rel=1e-6)
     assert again["val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-5)
@@ -229,7 +216,7 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
     monkeypatch.setattr(train, "save_checkpoint", killed_after_epoch_2)
     with pytest.raises(_Killed):
         train.main(args)
-    assert train.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+    assert model.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
     monkeypatch.setattr(train, "save_checkpoint", save)
     train.main(args + ["--resume"])
 

@@ -1,0 +1,204 @@
+"""The project's one benchmark: every speed and memory figure the README quotes, measured in one run.
+
+Not collected by pytest (its name does not start with test_). Run from the repository root:
+
+    python tests/benchmark.py                    # everything, about 15 minutes on a 2-core CPU
+    python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
+
+It prints one JSON object (and writes it to --out). Figures:
+- clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32 (issue 2). Speed does not depend on the
+  weights' values, so the offline random-init towers measure the same thing as the real ones.
+- synth: time and disk size of the default synthetic dataset (issue 3).
+- data_path: windows/s of WindowDataset.batch over the warm cache, shuffled batches of 256 (issue 4).
+- train_step: one training step of ours (IMU encoder on cached embeddings) against the official design's
+  step (CLIP ViT-B/32 image + text towers run inside the step), same batch, and their ratio (issue 5).
+- retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory (issue 6),
+  measured in a child process so that its peak RSS is its own.
+- quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm (issue 7).
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import clip_vendor  # noqa: E402  (after the path fix, so the script runs from anywhere)
+import data  # noqa: E402
+from loss import multimodal_loss  # noqa: E402
+from model import IMUEncoder, IMUEncoderConfig  # noqa: E402
+
+QUICKSTART = [  # the README's main command, as separate steps
+    [sys.executable, str(ROOT / "train.py"), "--modalities", "imu,video,text"],
+    [sys.executable, str(ROOT / "evaluate.py"), "--task", "all", "--checkpoint", "runs/imu-video-text/best.pt"],
+]
+
+
+@dataclass
+class BenchConfig:
+    clip: str = "ViT-B/32"  # CLIP model for the CLIP and training-step figures
+    batch: int = 32  # frames or texts per CLIP forward pass (issue 2 asks for 32)
+    train_batch: int = 64  # windows per training step, for both steps compared (train.py's default)
+    steps: int = 5  # timed repetitions of each measured operation (after one warm-up)
+    pool: int = 100_000  # candidates (and queries) of the big retrieval figure
+    skip_quickstart: bool = False  # skip the two end-to-end quickstart runs (the slowest part)
+    out: str = "benchmark.json"  # where the JSON is written as well as printed
+
+
+def parse_args(argv=None) -> BenchConfig:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in fields(BenchConfig):
+        if f.type is bool:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    return BenchConfig(**vars(parser.parse_args(argv)))
+
+
+def seconds_per_call(fn, repeats: int) -> float:
+    fn()  # warm-up: lazy builds, allocator, caches
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def bench_clip(cfg: BenchConfig) -> dict:
+    clip = clip_vendor.FrozenCLIP(cfg.clip, batch_size=cfg.batch)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (cfg.batch, 48, 48, 3), dtype=np.uint8)  # the synthetic world's frame size
+    texts = [f"c walks along the path in the park past tree number {i}" for i in range(cfg.batch)]
+    return {"model": cfg.clip, "weights_source": clip.weights_source, "batch": cfg.batch,
+            "images_per_s": round(cfg.batch / seconds_per_call(lambda: clip.embed_images(frames), cfg.steps), 2),
+            "texts_per_s": round(cfg.batch / seconds_per_call(lambda: clip.embed_texts(texts), cfg.steps), 2)}
+
+
+def bench_synth(work: Path) -> dict:
+    start = time.perf_counter()
+    paths = data.synthesize(work / "synthetic", data.SynthConfig())
+    seconds = time.perf_counter() - start
+    return {"recordings": len(paths), "seconds": round(seconds, 1), "disk_mb": round(du_mb(work / "synthetic"), 1)}
+
+
+def bench_data_path(root: Path, clip_name: str) -> dict:
+    """Windows/s of the training data path over a warm cache (the cache is built first if needed)."""
+    clip = clip_vendor.FrozenCLIP(clip_name)
+    start = time.perf_counter()
+    ds = data.WindowDataset(root, "train", data.WindowConfig(), clip)
+    build_or_load = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    batch, n_batches = 256, 0
+    start = time.perf_counter()
+    for _ in range(max(1, 20_000 // len(ds))):  # about 20k windows
+        for idx in np.array_split(rng.permutation(len(ds)), max(1, len(ds) // batch)):
+            ds.batch(idx)
+            n_batches += len(idx)
+    seconds = time.perf_counter() - start
+    return {"train_windows": len(ds), "cache_reused": ds.cache_reused,
+            "cache_seconds": round(build_or_load, 1), "windows_per_s": round(n_batches / seconds)}
+
+
+def bench_train_step(cfg: BenchConfig) -> dict:
+    """Ours: encoder forward/backward on cached embeddings. Official design: CLIP towers inside the step."""
+    torch.manual_seed(0)
+    clip = clip_vendor.FrozenCLIP(cfg.clip)
+    B, D = cfg.train_batch, clip.embed_dim
+    encoder = IMUEncoder(IMUEncoderConfig(embed_dim=D))
+    opt = torch.optim.Adam(encoder.parameters(), lr=2e-4)
+    imu = torch.randn(B, 6, 1000)  # a 5 s window at 200 Hz
+    cached = {"video": torch.randn(B, D), "text": torch.randn(B, D)}
+    frames = np.random.default_rng(0).integers(0, 256, (B, 48, 48, 3), dtype=np.uint8)
+    tokens = clip_vendor.tokenize([f"c walks along the path number {i}" for i in range(B)])
+
+    def step(targets):
+        loss, _ = multimodal_loss(encoder(imu), targets, 0.1, gather=False)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def official_step():
+        with torch.no_grad():  # the frozen towers, run on every window of every step
+            targets = {"video": clip.model.encode_image(clip.preprocess(frames)),
+                       "text": clip.model.encode_text(tokens)}
+        step(targets)
+
+    ours = seconds_per_call(lambda: step(cached), cfg.steps)
+    official = seconds_per_call(official_step, max(1, cfg.steps // 2))
+    return {"batch": B, "ours_ms": round(ours * 1e3, 1), "official_design_ms": round(official * 1e3, 1),
+            "speedup": round(official / ours, 1)}
+
+
+def bench_retrieval(cfg: BenchConfig) -> dict:
+    """Run in a child process: its peak RSS (ru_maxrss) is then the retrieval's, inputs included."""
+    code = f"""
+import json, resource, sys, time, torch
+sys.path.insert(0, {str(ROOT)!r})
+from evaluate import retrieval_ranks, rank_metrics
+torch.manual_seed(0)
+n, d = {cfg.pool}, 512
+q = torch.randn(n, d)
+c = q + 0.5 * torch.randn(n, d)  # a noisy copy: ranks spread over the pool
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+metrics = rank_metrics(retrieval_ranks(q, c))
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"pool": n, "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 1024),
+                  "peak_over_inputs_mb": round((peak - base) / 1024), "MRR": round(metrics["MRR"], 4)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_quickstart(work: Path) -> dict:
+    """The README's main command in a fresh directory: once cold (dataset + cache built), once warm."""
+    env = dict(os.environ, IMU2CLIP_DATA=str(work / "quickstart-data"))
+    result = {}
+    for run in ("cold", "warm"):
+        shutil.rmtree(work / "runs", ignore_errors=True)  # train from scratch both times
+        start = time.perf_counter()
+        for cmd in QUICKSTART:
+            subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result[f"{run}_seconds"] = round(time.perf_counter() - start, 1)
+    metrics = json.loads((work / "runs/imu-video-text/eval/metrics.json").read_text())
+    result["evaluate_reported_clip"] = metrics.get("clip", {}).get("weights_source")
+    return result
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
+    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "torch": torch.__version__,
+              "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="imu2clip-bench-") as tmp:
+        work = Path(tmp)
+        steps = [("clip", lambda: bench_clip(cfg)), ("synth", lambda: bench_synth(work)),
+                 ("data_path", lambda: bench_data_path(work / "synthetic", cfg.clip)),
+                 ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg))]
+        if not cfg.skip_quickstart:
+            steps.append(("quickstart", lambda: bench_quickstart(work)))
+        for name, fn in steps:
+            print(f"benchmark: {name} ...", file=sys.stderr)
+            report[name] = fn()
+            print(f"benchmark: {name} = {json.dumps(report[name])}", file=sys.stderr)
+    report["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    text = json.dumps(report, indent=2)
+    Path(cfg.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
