@@ -39,9 +39,19 @@ narrations say what the body does.
     python data.py show data/synthetic/syn000_park --out preview.png
 
 default_dataset() (what train.py uses without --data) is 48 recordings x 2 min at 48x48 px: about 440 MB,
-generated in 30-50 s on 2 cores. The same seed gives byte-identical files.
+generated in about 20 s on 2 idle cores. The same seed gives byte-identical files.
 
-Windows, cache and Ego4D import (section 2): to be described by the windows helper.
+Windows and the embedding cache (section 2; paper section 3 and its note on pre-processing every medium into
+equal-length parallel windows). A window is [t - w/2, t + w/2] around a narration (default w = 5 s), or a
+sliding window for IMU<->video only. Its IMU is resampled by linear interpolation to a fixed rate (200 Hz),
+giving (6, rate * w) float32; windows past the ends or with IMU gaps are dropped and counted, never zero-filled.
+The split is by recording. CLIP is frozen, so the CLIP embedding of each window's frame(s) and of each distinct
+narration is computed once and cached as .npy under DATASET_ROOT/.cache, keyed by a fingerprint of the
+recordings, the window parameters and the CLIP weights; training then never runs CLIP. WindowDataset serves the
+cached arrays (its .batch is the training fast path); load_labelled reads the labelled-IMU .npz format.
+
+    python data.py export-labelled data/synthetic --out labelled.npz
+    python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
 """
 import argparse
 import contextlib
@@ -84,7 +94,7 @@ def field_help(cls) -> dict:
 
 
 # ======================================================================================
-# Section 1: recordings and the synthetic world   (owner: synth helper)
+# Section 1: recordings and the synthetic world
 # ======================================================================================
 
 
@@ -1240,12 +1250,13 @@ def _add_world_commands(sub):
     p = sub.add_parser("synth", help="write a synthetic dataset",
                        description="Write a dataset of synthetic recordings (same seed -> same bytes).")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    help_text = field_help(SynthConfig)
     for f in fields(SynthConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, text = "--" + f.name.replace("_", "-"), f"{help_text.get(f.name, '')} (default: %(default)s)"
         if isinstance(f.default, tuple):
-            p.add_argument(flag, nargs="+", default=list(f.default), choices=SCENES, help="default: %(default)s")
+            p.add_argument(flag, nargs="+", default=list(f.default), choices=SCENES, help=text)
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help="default: %(default)s")
+            p.add_argument(flag, type=type(f.default), default=f.default, help=text)
     p.set_defaults(run=_run_synth)
     s = sub.add_parser("show", help="draw one recording to a PNG",
                        description="Draw a recording: IMU channels, activities, a strip of frames, narrations.")
@@ -1258,7 +1269,7 @@ def _add_world_commands(sub):
 
 
 # ======================================================================================
-# Section 2: windows, resampling, embedding cache, labelled IMU, Ego4D import   (owner: windows helper)
+# Section 2: windows, resampling, embedding cache, labelled IMU, Ego4D import
 # ======================================================================================
 
 

@@ -114,7 +114,7 @@ def _right_pairs(order, first, n):
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """Ranks within random pools of `pool_size` windows (the official protocol's ~300-candidate batches).
+    """Ranks within random pools of `pool_size` windows, to compare with numbers reported over fixed-size pools.
 
     queries (N, D) and candidates (N, D) are two views of the same N windows; groups (N,) as in
     retrieval_ranks. Every repeat shuffles the windows into pools of pool_size; the leftover windows are

@@ -105,7 +105,8 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature, gather: bool
     labels = torch.arange(B, device=a.device) + offset  # (B,) a[i]'s partner is b_all[offset + i]
     logits_ab = a @ b_all.T / temperature  # (B, W*B): for each a, softmax over all b
     logits_ba = b @ a_all.T / temperature  # (B, W*B): for each b, softmax over all a
-    # Averaged, not summed as in the official code: the sum doubles the gradient, i.e. the effective learning rate.
+    # Averaged, not summed as in the official code: the sum doubles the loss and its gradient (2x the effective
+    # learning rate under SGD; under Adam it mostly changes the logged loss and where gradient clipping bites).
     return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
 
 

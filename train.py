@@ -60,6 +60,7 @@ class TrainConfig:
     video_mode: str = "clip_1frame"  # clip_1frame: middle frame | clip_avg_frames: mean of first/middle/last
     clip: str = "ViT-B/32"  # frozen CLIP model; paper: ViT-B/32 ("tiny" for smoke runs)
     clip_weights: str = ""  # CLIP weights file; "" = clip_vendor's default (random-init when offline)
+    require_pretrained: bool = False  # fail when the CLIP weights are missing, instead of random-init towers
     temperature: float = 0.1  # softmax temperature tau (paper: 0.1); the initial value if learned
     learn_temperature: bool = False  # learn tau, log-parametrised and clamped to [0.01, 1]
     seed: int = 0  # seeds the encoder's initialisation and each epoch's shuffle
@@ -267,7 +268,8 @@ def prepare(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Ru
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out / "checkpoint.pt")
-    clip = FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=str(device))
+    clip = FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=str(device),
+                      require_pretrained=cfg.require_pretrained)
     if ckpt is not None:
         check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
     window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,

@@ -149,7 +149,7 @@ CLIP's: every checkpoint and metric made with it is marked weights_source="rando
     (from {url}),
     or point env IMU2CLIP_CLIP_CACHE (or download_root) at the folder that holds it.
   To skip the download attempt, set env IMU2CLIP_OFFLINE=1.
-  To fail instead of falling back, pass require_pretrained=True.
+  To fail instead of falling back, pass require_pretrained=True (train.py --require-pretrained).
 {bar}""", file=sys.stderr)
 
 

@@ -4,12 +4,14 @@ Not collected by pytest (its name does not start with test_). Run from the repos
 
     python tests/benchmark.py                    # everything, about 15 minutes on a 2-core CPU
     python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
+    python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
 
 It prints one JSON object (and writes it to --out). Figures:
 - clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32 (issue 2). Speed does not depend on the
   weights' values, so the offline random-init towers measure the same thing as the real ones.
 - synth: time and disk size of the default synthetic dataset (issue 3).
-- data_path: windows/s of WindowDataset.batch over the warm cache, shuffled batches of 256 (issue 4).
+- data_path: windows/s of WindowDataset.batch over a warm cache, shuffled batches of 256 (issue 4); with
+  --skip-quickstart the cache is built first (ViT-B/32 on every window: minutes).
 - train_step: one training step of ours (IMU encoder on cached embeddings) against the official design's
   step (CLIP ViT-B/32 image + text towers run inside the step), same batch, and their ratio (issue 5).
 - retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory (issue 6),
@@ -52,6 +54,7 @@ class BenchConfig:
     steps: int = 5  # timed repetitions of each measured operation (after one warm-up)
     pool: int = 100_000  # candidates (and queries) of the big retrieval figure
     skip_quickstart: bool = False  # skip the two end-to-end quickstart runs (the slowest part)
+    workdir: str = ""  # keep the quickstart's dataset, runs and reports here ("" = a temporary directory)
     out: str = "benchmark.json"  # where the JSON is written as well as printed
 
 
@@ -184,12 +187,15 @@ def main(argv=None):
     report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="imu2clip-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(cfg.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         steps = [("clip", lambda: bench_clip(cfg)), ("synth", lambda: bench_synth(work)),
-                 ("data_path", lambda: bench_data_path(work / "synthetic", cfg.clip)),
                  ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg))]
-        if not cfg.skip_quickstart:
-            steps.append(("quickstart", lambda: bench_quickstart(work)))
+        if not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
+            steps += [("quickstart", lambda: bench_quickstart(work)),
+                      ("data_path", lambda: bench_data_path(work / "quickstart-data", cfg.clip))]
+        else:
+            steps.append(("data_path", lambda: bench_data_path(work / "synthetic", cfg.clip)))
         for name, fn in steps:
             print(f"benchmark: {name} ...", file=sys.stderr)
             report[name] = fn()

@@ -272,6 +272,7 @@ def test_bad_input_exits_2_with_one_line(full_run, dataset, tmp_path, capsys):
     assert "no window" in _exit_2_with_one_line(base + ["--window-sec", "500"], capsys)
     assert "no such checkpoint" in _exit_2_with_one_line(base + ["--resume"], capsys)
     assert "encoder needs at least" in _exit_2_with_one_line(base + ["--window-sec", "0.3"], capsys)
+    assert "no pretrained weights" in _exit_2_with_one_line(base + ["--require-pretrained"], capsys)
     # a checkpoint trained with another CLIP (here: pretrained ViT-B/32) cannot be resumed with tiny
     other = torch.load(full_run / "checkpoint.pt", weights_only=True)
     other["clip"] = {"name": "ViT-B/32", "weights_source": "pretrained", "sha256": "ab" * 32,
