@@ -1961,7 +1961,7 @@ def import_ego4d(root, out, videos=None, size=224):
             imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
             narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
             rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-            meta = {"format": "imu2clip-recording", "version": 1, "source": "ego4d",
+            meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "ego4d",
                     "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
                     "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
                     "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",

@@ -683,7 +683,7 @@ def write_reports(out, report, pictures):
     """metrics.json, summary.md and the pictures, each written atomically; returns the summary text."""
     out.mkdir(parents=True, exist_ok=True)
     for name, image in pictures.items():
-        data.atomic_write(out / name, lambda tmp: image.save(tmp, format="PNG"))
+        data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
     report["files"] = sorted(["metrics.json", "summary.md", *pictures])
     summary = summary_markdown(report)
     data.atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))

@@ -85,7 +85,7 @@ def parse_args(argv=None) -> TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Small helpers of the loop
+# Small pieces of the loop
 # ----------------------------------------------------------------------------------------------------------------
 
 def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -159,7 +159,7 @@ def evaluate(trainable: Trainable, dataset, targets: list, batch_size: int, devi
 
 
 def save_checkpoint(path: Path, run, epoch: int, step: int, metrics: dict, best: float) -> None:
-    """The checkpoint dict of the contract; only tensors and plain containers, so weights_only loading works."""
+    """The checkpoint dict (format in model.load_checkpoint); only tensors and plain containers, so weights_only loading works."""
     ckpt = {"version": CHECKPOINT_VERSION, "imu_encoder": run.trainable.encoder.state_dict(),
             "encoder_config": asdict(run.trainable.encoder.cfg), "temperature": run.trainable.temperature.state_dict(),
             "optimizer": run.optimizer.state_dict(), "step": step, "epoch": epoch, "best_val_mrr": best,
@@ -209,13 +209,13 @@ def init_processes(device: str):
 
 
 def rank0_first(rank: int, world: int, work):
-    """work() on rank 0 first (it builds the embedding cache), then on the others (they read it). An error on
-    rank 0 is sent to every rank, so they all stop with it instead of waiting forever."""
+    """work() on rank 0 first (it fetches the CLIP weights and builds the embedding cache), then on the others
+    (they read them). An error on rank 0 is sent to every rank, so they all stop instead of waiting forever."""
     result, error = None, None
     if rank == 0:
         try:
             result = work()
-        except ValueError as e:
+        except Exception as e:  # noqa: BLE001 (re-raised below, after the other ranks are told)
             error = e
     if world > 1:
         message = [str(error) if error else None]
@@ -249,6 +249,9 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
         raise ValueError(f"{path}: trained with CLIP {old.get('name')} ({old.get('weights_source')}, sha256 "
                          f"{old.get('sha256')}), but this run uses {clip.name} ({clip.weights_source}, sha256 "
                          f"{clip.sha256}); pass the same --clip/--clip-weights or a new --out")
+    if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
+        raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
+                         f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
     for name in RESUME_MUST_MATCH:
         if ckpt["config"].get(name) != getattr(cfg, name):
             raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
@@ -268,15 +271,17 @@ def prepare(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Ru
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out / "checkpoint.pt")
-    clip = FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=str(device),
-                      require_pretrained=cfg.require_pretrained)
+    if cfg.clip_weights:  # absolute, so that evaluate.py finds the file from any directory
+        cfg.clip_weights = str(Path(cfg.clip_weights).resolve())
+    clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=str(device),
+                                                       require_pretrained=cfg.require_pretrained))
     if ckpt is not None:
         check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
     window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
                                    video_mode=cfg.video_mode)
 
     def load():
-        root = Path(cfg.data) if cfg.data else data.default_dataset()
+        root = (Path(cfg.data) if cfg.data else data.default_dataset()).resolve()  # recorded in the checkpoint
         return (root, *load_splits(cfg, root, window_cfg, clip, cfg.batch_size * world))
     root, train_set, val_set = rank0_first(rank, world, load)
 

@@ -7,16 +7,16 @@ Not collected by pytest (its name does not start with test_). Run from the repos
     python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
 
 It prints one JSON object (and writes it to --out). Figures:
-- clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32 (issue 2). Speed does not depend on the
+- clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32. Speed does not depend on the
   weights' values, so the offline random-init towers measure the same thing as the real ones.
-- synth: time and disk size of the default synthetic dataset (issue 3).
-- data_path: windows/s of WindowDataset.batch over a warm cache, shuffled batches of 256 (issue 4); with
+- synth: time and disk size of the default synthetic dataset.
+- data_path: windows/s of WindowDataset.batch over a warm cache, shuffled batches of 256; with
   --skip-quickstart the cache is built first (ViT-B/32 on every window: minutes).
 - train_step: one training step of ours (IMU encoder on cached embeddings) against the official design's
-  step (CLIP ViT-B/32 image + text towers run inside the step), same batch, and their ratio (issue 5).
-- retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory (issue 6),
+  step (CLIP ViT-B/32 image + text towers run inside the step), same batch, and their ratio.
+- retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory,
   measured in a child process so that its peak RSS is its own.
-- quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm (issue 7).
+- quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm.
 """
 import argparse
 import json
@@ -49,7 +49,7 @@ QUICKSTART = [  # the README's main command, as separate steps
 @dataclass
 class BenchConfig:
     clip: str = "ViT-B/32"  # CLIP model for the CLIP and training-step figures
-    batch: int = 32  # frames or texts per CLIP forward pass (issue 2 asks for 32)
+    batch: int = 32  # frames or texts per CLIP forward pass
     train_batch: int = 64  # windows per training step, for both steps compared (train.py's default)
     steps: int = 5  # timed repetitions of each measured operation (after one warm-up)
     pool: int = 100_000  # candidates (and queries) of the big retrieval figure
@@ -60,11 +60,13 @@ class BenchConfig:
 
 def parse_args(argv=None) -> BenchConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    help_text = data.field_help(BenchConfig)
     for f in fields(BenchConfig):
+        flag = f"--{f.name.replace('_', '-')}"
         if f.type is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+            parser.add_argument(flag, action="store_true", help=help_text.get(f.name))
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=help_text.get(f.name))
     return BenchConfig(**vars(parser.parse_args(argv)))
 
 
@@ -202,7 +204,7 @@ def main(argv=None):
             print(f"benchmark: {name} = {json.dumps(report[name])}", file=sys.stderr)
     report["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     text = json.dumps(report, indent=2)
-    Path(cfg.out).write_text(text + "\n")
+    data.atomic_write(Path(cfg.out), lambda tmp: tmp.write_text(text + "\n"))
     print(text)
 
 

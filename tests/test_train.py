@@ -285,3 +285,7 @@ def test_bad_input_exits_2_with_one_line(full_run, dataset, tmp_path, capsys):
     line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(full_run), "--resume",
                                           "--batch-size", "32", "--lr", "5e-4"], capsys)
     assert "--lr" in line
+    # with --cosine the schedule spans every epoch, so growing --epochs on resume would change it
+    line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(full_run), "--resume",
+                                          "--batch-size", "32", "--epochs", "6"], capsys)
+    assert "learning-rate schedule" in line
