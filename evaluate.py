@@ -708,8 +708,10 @@ def run(cfg: EvalConfig) -> dict:
         raise ValueError("--checkpoint is required, e.g. --checkpoint runs/imu-video-text/best.pt")
     if "{}" not in cfg.prompt:
         raise ValueError(f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes")
-    if cfg.pool_size < 0 or cfg.pool_repeats < 1 or cfg.epochs < 1 or not 0 < cfg.train_fraction <= 1:
-        raise ValueError("--pool-size must be >= 0, --pool-repeats and --epochs >= 1, --train-fraction in (0, 1]")
+    if cfg.pool_size < 0 or min(cfg.pool_repeats, cfg.epochs, cfg.batch_size, cfg.patience) < 1 \
+            or cfg.examples < 0 or not 0 < cfg.train_fraction <= 1:
+        raise ValueError("--pool-size and --examples must be >= 0, --pool-repeats, --epochs, --batch-size and "
+                         "--patience >= 1, --train-fraction in (0, 1]")
     path = Path(cfg.checkpoint)
     ckpt = load_checkpoint(path)
     try:

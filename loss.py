@@ -39,8 +39,10 @@ def parse_modalities(text: str) -> list:
 class Temperature(nn.Module):
     """The softmax temperature tau, fixed (paper default 0.1) or learned.
 
-    Learned, it is parametrised as log(1 / tau) (CLIP's "logit scale"), so it stays positive, and clamped to
-    1 <= 1 / tau <= max_scale (CLIP clamps its scale at 100) so the logits cannot blow up.
+    Learned, it is parametrised as log(1 / tau) (CLIP's "logit scale"), so it stays positive, and kept in
+    1 <= 1 / tau <= max_scale (CLIP clamps its scale at 100) so the logits cannot blow up. The clamp is applied
+    to the parameter after each optimizer step (`clamp_`), as CLIP's training does: clamping inside forward
+    would zero its gradient at a bound and leave it stuck there.
     """
 
     def __init__(self, tau: float = 0.1, learn: bool = False, max_scale: float = 100.0):
@@ -54,8 +56,12 @@ class Temperature(nn.Module):
             self.register_buffer("log_scale", log_scale)
         self.max_log_scale = math.log(max_scale)
 
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        self.log_scale.clamp_(0.0, self.max_log_scale)
+
     def forward(self) -> torch.Tensor:
-        return torch.exp(-self.log_scale.clamp(0.0, self.max_log_scale))  # () tau = 1 / scale
+        return torch.exp(-self.log_scale)  # () tau = 1 / scale
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -386,6 +386,7 @@ def train(run: Run) -> dict:
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(run.trainable.parameters(), cfg.grad_clip)
             run.optimizer.step()
+            run.trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
             run.step += 1
             losses.append(loss.detach())
             if run.step % cfg.log_every == 0 or i == steps_per_epoch - 1:

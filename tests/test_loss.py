@@ -93,10 +93,14 @@ def test_learned_temperature_gets_gradient_and_is_clamped():
     contrastive_loss(a, b, t()).backward()
     assert t.log_scale.grad is not None and t.log_scale.grad.item() != 0.0
     with torch.no_grad():
-        t.log_scale.fill_(10.0)  # scale e^10 > 100
+        t.log_scale.fill_(10.0)  # scale e^10 > 100, as an optimizer step might leave it
+    t.clamp_()
     assert t().item() == pytest.approx(0.01, rel=1e-6)
+    contrastive_loss(a, b, t()).backward()  # at the bound the gradient still flows, so it can come back
+    assert t.log_scale.grad.item() != 0.0
     with torch.no_grad():
         t.log_scale.fill_(-3.0)  # tau > 1
+    t.clamp_()
     assert t().item() == pytest.approx(1.0, rel=1e-6)
     with pytest.raises(ValueError, match="temperature"):
         Temperature(0.0)
