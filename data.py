@@ -1239,9 +1239,7 @@ def _run_synth(args):
 def _run_show(args):
     img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f"{args.out.name}.tmp-{os.getpid()}")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, args.out)
+    atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
     print(f"wrote {args.out} ({img.width}x{img.height})")
 
 
@@ -1801,11 +1799,14 @@ def export_labelled(root, out, cfg=None):
         raise DataError(f"{root}: no labelled window to export ({report})")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name
-        np.savez(f, imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
-                 rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
-    os.replace(tmp, out)
+    arrays = dict(imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
+                  rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name
+            np.savez(f, **arrays)
+
+    atomic_write(out, write)
     report["exported"] = len(labels)
     report["per_class"] = {c: int((labels == i).sum()) for i, c in enumerate(class_names)}
     return report
