@@ -1113,7 +1113,8 @@ _ACTIVITY_COLORS = ((66, 133, 244), (219, 68, 55), (158, 158, 158), (171, 71, 18
                     (38, 166, 154), (121, 85, 72))  # in ACTIVITIES order
 
 
-def _font(size):
+def pil_font(size):
+    """PIL's built-in font at `size` pixels (Pillow >= 10.1), else its fixed bitmap font; for every picture."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has a single bitmap font
@@ -1138,7 +1139,7 @@ def draw_signals(imu, width, height, title=None):
     if imu.ndim != 2 or imu.shape[0] != 6 or imu.shape[1] < 2:
         raise ValueError(f"draw_signals: expected imu of shape (6, T) with T >= 2, got {imu.shape}")
     img = Image.new("RGB", (width, height), "white")
-    draw, font = ImageDraw.Draw(img), _font(11)
+    draw, font = ImageDraw.Draw(img), pil_font(11)
     top = 18 if title else 4
     if title:
         draw.text((_PLOT_LEFT, 2), title, fill="black", font=font)
@@ -1177,13 +1178,13 @@ def draw_recording(rec, width=1200, height=800, n_frames=10):
     x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
     x_of = lambda t: x0 + (x1 - x0) * t / duration  # noqa: E731
     img = Image.new("RGB", (width, height), "white")
-    draw, font = ImageDraw.Draw(img), _font(11)
+    draw, font = ImageDraw.Draw(img), pil_font(11)
     title = (f"{rec.id}   source={rec.meta.get('source')}   scene={rec.meta.get('scene')}   {duration:.1f} s   "
              f"IMU {len(rec.imu)} samples   video {len(rec.frames)} frames")
-    draw.text((8, 4), title, fill="black", font=_font(13))
+    draw.text((8, 4), title, fill="black", font=pil_font(13))
     legend = sum(draw.textlength(a, font=font) + 22 for a in ACTIVITIES)
     x = width - legend - 4
-    if x > 16 + draw.textlength(title, font=_font(13)):  # activity colours, when there is room
+    if x > 16 + draw.textlength(title, font=pil_font(13)):  # activity colours, when there is room
         for a, color in zip(ACTIVITIES, _ACTIVITY_COLORS):
             draw.rectangle([x, 7, x + 10, 17], fill=color)
             draw.text((x + 13, 6), a, fill="black", font=font)

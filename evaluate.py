@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch import nn
 
 import data
@@ -483,14 +483,6 @@ def run_activity(cfg: EvalConfig, variants, encoder, clip, lab: LabelledSplits, 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
 
 
-def _font(size):
-    """PIL's built-in font at `size` pixels (Pillow >= 10.1), else its fixed bitmap font."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-
 def _frame_tile(frame, size):
     """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp), letterboxed."""
     img = Image.fromarray(np.asarray(frame))
@@ -524,7 +516,7 @@ def pick_examples(n, how_many, seed):
 def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
     in green; when the right frame is not among them, it follows after a gap with its rank."""
-    font, small = _font(14), _font(12)
+    font, small = data.pil_font(14), data.pil_font(12)
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
@@ -561,7 +553,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
 def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
     narrations under them; windows with the queried narration are outlined."""
-    font, small = _font(14), _font(12)
+    font, small = data.pil_font(14), data.pil_font(12)
     top = _top(test.text_emb[queries], imu_emb, k)  # (Q, k)
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
@@ -596,7 +588,7 @@ def draw_confusion(confusion, class_names, title, cell=44):
     """A confusion matrix (rows: true class, columns: predicted class), cells shaded by their share of the row."""
     m = np.asarray(confusion)
     K = len(class_names)
-    font, small = _font(14), _font(12)
+    font, small = data.pil_font(14), data.pil_font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
     labels = [_vertical_text(name, small) for name in names]
     left = 30 + max(int(small.getlength(name)) for name in names)
