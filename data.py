@@ -55,6 +55,7 @@ cached arrays (its .batch is the training fast path); load_labelled reads the la
 """
 import argparse
 import contextlib
+import glob
 import hashlib
 import inspect
 import itertools
@@ -68,7 +69,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,71 @@ class DataError(ValueError):
     """Bad input data: the message names the file and the problem."""
 
 
-def atomic_write(path: Path, write) -> None:
-    """write(tmp_path), then rename over `path`: a kill at any moment leaves the previous file intact."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+
+
+def atomic_write(path, write) -> None:
+    """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
+    `path` intact. tmp is the hidden `.NAME.tmp-PID` beside it; it is deleted when write raises, and the leftovers
+    of killed processes (whose PID is no longer alive) are deleted the next time the same `path` is written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove(stale)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        if tmp.is_dir() and path.exists():  # a directory cannot be renamed over another: swap via a 2nd name
+            old = path.with_name(f".{path.name}.tmp-{os.getpid()}-old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            _remove(tmp)
+        raise
+
+
+def flag(default, help: str, choices=None):
+    """A config field with its --help text (and allowed values): `epochs: int = flag(10, "passes over the data")`.
+    Every command line of the project is generated from such fields by `add_flags`."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def add_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field of the dataclass `cls`; booleans get --x / --no-x, tuples take several values."""
+    for f in fields(cls):
+        name, meta = "--" + f.name.replace("_", "-"), f.metadata
+        help_text = f"{meta.get('help', '')} (default: %(default)s)"
+        if isinstance(f.default, bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        elif isinstance(f.default, tuple):
+            parser.add_argument(name, nargs="+", type=type(f.default[0]), default=list(f.default),
+                                choices=meta.get("choices"), help=help_text)
+        else:
+            parser.add_argument(name, type=type(f.default), default=f.default, choices=meta.get("choices"),
+                                help=help_text)
+
+
+def config_from(cls, args: argparse.Namespace):
+    """The dataclass `cls` filled from parsed flags (see add_flags)."""
+    return cls(**{f.name: tuple(getattr(args, f.name)) if isinstance(f.default, tuple) else getattr(args, f.name)
+                  for f in fields(cls)})
 
 
 def field_help(cls) -> dict:
@@ -261,23 +322,16 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
         "scene": None, "seed": None, "person": None,
     }
     full_meta.update(meta or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, a in zip(files, (imu, imu_t, frames, frames_t)):
-        np.save(tmp / name, a)
-    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
-    (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
-    if segments:
-        (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+
+    def write(tmp):
+        tmp.mkdir()
+        for name, a in zip(files, (imu, imu_t, frames, frames_t)):
+            np.save(tmp / name, a)
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
+        (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
+        if segments:
+            (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+    atomic_write(path, write)
     return path
 
 
