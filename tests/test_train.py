@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 import clip_vendor
 import data
@@ -235,8 +238,58 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
         [r["loss"] for r in _log(full_run, "train") if r["epoch"] > 2]
 
 
-def test_two_processes_under_torchrun_match_one_process(full_run, dataset, tmp_path):
-    """2 processes x 16 windows with pooled negatives = 1 process x 32 windows: same losses, same weights."""
+def _one_step_worker(rank, world, store, out_dir, gather):
+    """One training step of 16 windows on each of 2 gloo processes, through train.py's own pieces, in float64."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    trainable, batch = _float64_step_inputs()
+    ddp = DistributedDataParallel(trainable)  # averages the gradients over processes in backward
+    rows = slice(rank * 16, (rank + 1) * 16)
+    step_loss, _, _ = train.batch_loss(ddp, {k: v[rows] for k, v in batch.items()}, ["video", "text"], "cpu",
+                                       gather=gather)
+    step_loss.backward()
+    mean_loss = step_loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    torch.save({"loss": mean_loss / world, "grads": {n: p.grad for n, p in trainable.named_parameters()}},
+               f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _float64_step_inputs():
+    """A small encoder with a learned temperature, and a global batch of 32 windows, the same on every process."""
+    torch.manual_seed(0)
+    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16, gru_hidden=16)),
+                                Temperature(0.1, learn=True)).double()
+    g = torch.Generator().manual_seed(1)
+    batch = {"imu": torch.randn(32, 6, 100, generator=g, dtype=torch.float64),
+             "video_emb": torch.randn(32, 16, generator=g, dtype=torch.float64),
+             "text_emb": torch.randn(32, 16, generator=g, dtype=torch.float64)}
+    return trainable, batch
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_one_step_on_two_processes_equals_one_process(tmp_path, gather):
+    """2 x 16 windows with gathered negatives = 1 x 32 windows, for one step, exactly (float64): the same loss and
+    the same gradient of every parameter after DDP's all-reduce. Without the gather (each process sees only its
+    own 16 negatives) both differ, so this check fails when the gather is removed."""
+    mp.spawn(_one_step_worker, args=(2, str(tmp_path / "store"), str(tmp_path), gather), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    trainable, batch = _float64_step_inputs()
+    one_loss, _, _ = train.batch_loss(trainable, batch, ["video", "text"], "cpu")
+    one_loss.backward()
+    for r in ranks:
+        same_loss = r["loss"].item() == pytest.approx(one_loss.item(), rel=1e-12)
+        same_grads = [torch.allclose(r["grads"][n], p.grad, rtol=1e-9, atol=1e-12 * p.grad.abs().max().item())
+                      for n, p in trainable.named_parameters()]
+        if gather:
+            assert same_loss and all(same_grads)
+        else:
+            assert not same_loss and not any(same_grads)
+
+
+def test_two_processes_under_torchrun_run_end_to_end_close_to_one_process(full_run, dataset, tmp_path):
+    """The whole 36-step run under torchrun (2 x 16 windows): it runs, records 2 processes, lowers the loss, writes
+    a loadable checkpoint, and its logged losses stay close to the 1 x 32 run (full_run)."""
     out = tmp_path / "ddp"
     env = dict(os.environ, IMU2CLIP_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -245,13 +298,14 @@ def test_two_processes_under_torchrun_match_one_process(full_run, dataset, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     one, two = _log(full_run, "train"), _log(out, "train")
-    assert [r["step"] for r in one] == [r["step"] for r in two]
-    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
-    for a, b in zip(_log(full_run, "val"), _log(out, "val")):
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
-    a = torch.load(full_run / "checkpoint.pt", weights_only=True)["imu_encoder"]
-    b = torch.load(out / "checkpoint.pt", weights_only=True)["imu_encoder"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    assert [r["step"] for r in two] == [r["step"] for r in one] and two[-1]["loss"] < two[0]["loss"] - 0.5
+    # Float32 sums in another order drift over 36 steps: measured up to 1.4e-4 relative (8e-8 on other CPUs); 2e-3
+    # allows 14x that, while not gathering the negatives changes every logged loss by 19-22% (measured).
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=2e-3)
+    ckpt = model.load_checkpoint(out / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"]) == (4, 36)
+    emb = model.encoder_from_checkpoint(ckpt)(torch.randn(2, 6, 100))
+    assert emb.shape == (2, clip_vendor.CONFIGS["tiny"].embed_dim) and torch.isfinite(emb).all()
 
 
 def _exit_2_with_one_line(args, capsys):
