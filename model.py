@@ -1,8 +1,12 @@
 """The IMU encoder of IMU2CLIP (Moon et al., 2022, section 3.2): a CNN-GRU that maps a window of 6-axis IMU
 to one vector in the embedding space of a frozen CLIP.
 
-    GroupNorm(acc | gyro) -> N x [dilated Conv1d -> ReLU -> MaxPool1d] -> GroupNorm -> GRU over time
-    -> final hidden state -> Linear -> CLIP embedding size (512 for ViT-B/32, 768 for ViT-L/14)
+    GroupNorm(acc | gyro) -> N x [dilated Conv1d (no bias) -> MaxPool1d] -> GroupNorm -> GRU over time
+    -> final hidden state, sized to the CLIP embedding (512 for ViT-B/32, 768 for ViT-L/14) = the embedding
+
+as in the official code (no activation between the blocks: max-pooling is the only non-linearity before the
+GRU). Our three departures from it are options, off by default except `same_padding`: `relu`, `conv_bias` and
+`projection` (a Linear after the GRU).
 
 It also owns the checkpoint format that train.py writes and evaluate.py reads (load_checkpoint). To see the
 encoder's size and shapes:
@@ -10,7 +14,6 @@ encoder's size and shapes:
     python model.py            # prints the parameter count and output shapes for a few window lengths
     python -m pytest -q tests/test_model.py
 """
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,24 +31,33 @@ class IMUEncoderConfig:
     pool_kernel: int = 3  # max-pool kernel and stride; official code uses 3, the paper's text says 5
     same_padding: bool = True  # pad convs so the length only shrinks by pooling; ours, so that a 2.5 s
     #                            window at 50 Hz (125 samples) survives three blocks (official: no padding)
+    relu: bool = False  # a ReLU after each conv (ours; the official blocks have no activation)
+    conv_bias: bool = False  # conv biases (ours; official: bias=False)
     feature_groups: int = 4  # GroupNorm groups on the conv features; official code's GroupNorm(4, 32)
-    gru_hidden: int = 512  # GRU hidden size; official code
     embed_dim: int = 512  # output size = the CLIP model's embedding size; train.py sets it from the CLIP in use
+    gru_hidden: int = 0  # GRU hidden size; 0 = embed_dim (official: the final hidden state is the embedding)
+    projection: bool = False  # a Linear(gru_hidden, embed_dim) after the GRU (ours); needed if gru_hidden differs
 
     def __post_init__(self):
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)  # a list after a JSON round trip
+        self.gru_hidden = self.gru_hidden or self.embed_dim
+        if self.gru_hidden != self.embed_dim and not self.projection:
+            raise ValueError(f"gru_hidden {self.gru_hidden} != embed_dim {self.embed_dim} needs projection=True")
 
 
 class ConvBlock(nn.Module):
-    """Dilated Conv1d -> ReLU -> MaxPool1d: (B, C_in, T) -> (B, C_out, T // pool) with same padding."""
+    """Dilated Conv1d [-> ReLU] -> MaxPool1d: (B, C_in, T) -> (B, C_out, T // pool) with same padding."""
 
-    def __init__(self, c_in, c_out, kernel, dilation, pool, same_padding):
+    def __init__(self, c_in, c_out, kernel, cfg: IMUEncoderConfig):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation, padding="same" if same_padding else 0)
-        self.pool = nn.MaxPool1d(pool)
+        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=cfg.dilation, padding="same" if cfg.same_padding else 0,
+                              bias=cfg.conv_bias)
+        self.relu = cfg.relu
+        self.pool = nn.MaxPool1d(cfg.pool_kernel)
 
     def forward(self, x):
-        x = torch.relu(self.conv(x))  # (B, C_in, T) -> (B, C_out, T) with same padding, else T - dilation*(kernel-1)
+        x = self.conv(x)  # (B, C_in, T) -> (B, C_out, T) with same padding, else T - dilation*(kernel-1)
+        x = torch.relu(x) if self.relu else x
         return self.pool(x)  # -> (B, C_out, T // pool)
 
 
@@ -61,12 +73,12 @@ class IMUEncoder(nn.Module):
         self.norm_in = nn.GroupNorm(cfg.in_groups, cfg.in_channels)
         widths = [cfg.in_channels] + [cfg.channels] * len(cfg.kernel_sizes)
         self.convs = nn.Sequential(*[
-            ConvBlock(widths[i], widths[i + 1], k, cfg.dilation, cfg.pool_kernel, cfg.same_padding)
+            ConvBlock(widths[i], widths[i + 1], k, cfg)
             for i, k in enumerate(cfg.kernel_sizes)
         ])
         self.norm_mid = nn.GroupNorm(cfg.feature_groups, cfg.channels)
         self.gru = nn.GRU(input_size=cfg.channels, hidden_size=cfg.gru_hidden, batch_first=True)
-        self.proj = nn.Linear(cfg.gru_hidden, cfg.embed_dim)
+        self.proj = nn.Linear(cfg.gru_hidden, cfg.embed_dim) if cfg.projection else nn.Identity()
 
     def output_length(self, T: int) -> int:
         """Number of GRU steps T' for a window of T samples."""
@@ -96,7 +108,7 @@ class IMUEncoder(nn.Module):
         # channels with T' as the feature size, and only works for 1000-sample windows (where T' happens to be 32).
         assert x.shape[1] == self.output_length(T) and x.shape[2] == self.cfg.channels, "GRU must step over time"
         _, h = self.gru(x)  # h: (num_layers=1, B, hidden), the final hidden state
-        return self.proj(h[-1])  # (B, hidden) -> (B, D), D = CLIP embedding size
+        return self.proj(h[-1])  # (B, D): hidden = D = CLIP embedding size (or a Linear to it)
 
 
 def num_parameters(module: nn.Module) -> int:
@@ -115,8 +127,9 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"{path}: no such checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 (a damaged file raises anything from EOFError to UnpicklingError)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: not a readable checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found})")
@@ -124,13 +137,22 @@ def load_checkpoint(path) -> dict:
                            "clip", "metrics") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a complete IMU2CLIP checkpoint (missing {', '.join(missing)})")
+    encoder_from_checkpoint(ckpt, path)  # its encoder must load, or fail here with one line
     return ckpt
 
 
-def encoder_from_checkpoint(ckpt: dict) -> IMUEncoder:
-    """The trained IMU encoder of a checkpoint dict, in eval mode, on the CPU."""
-    encoder = IMUEncoder(IMUEncoderConfig(**ckpt["encoder_config"]))
-    encoder.load_state_dict(ckpt["imu_encoder"])
+def encoder_from_checkpoint(ckpt: dict, path="checkpoint") -> IMUEncoder:
+    """The trained IMU encoder of a checkpoint dict, in eval mode, on the CPU; ValueError when it does not load
+    or has non-finite weights (a diverged run must not be evaluated as if it were a model)."""
+    try:
+        encoder = IMUEncoder(IMUEncoderConfig(**ckpt["encoder_config"]))
+        encoder.load_state_dict(ckpt["imu_encoder"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: its encoder does not match its encoder_config ({why})") from None
+    bad = [name for name, p in encoder.state_dict().items() if not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"{path}: non-finite encoder weights in {bad[0]} (a diverged run?)")
     return encoder.eval()
 
 

@@ -10,7 +10,8 @@ training step: data.WindowDataset caches its embeddings once per dataset. One co
     python train.py --resume                           # continue runs/imu-video-text from its checkpoint.pt
     torchrun --nproc_per_node=4 train.py --modalities imu,video,text   # 4 processes, negatives pooled
 
-Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config.json and OUT/log.jsonl.
+Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config.json and OUT/log.jsonl, each
+atomically. A non-finite loss stops the run at once (exit code 1), leaving both checkpoints as they were.
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse
@@ -19,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,61 +32,70 @@ from torch.utils.data import DistributedSampler
 
 import data
 from clip_vendor import FrozenCLIP
+from data import flag
 from evaluate import chance_metrics, group_ids, rank_metrics, retrieval_ranks
 from loss import Temperature, multimodal_loss, parse_modalities
 from model import CHECKPOINT_VERSION, IMUEncoder, IMUEncoderConfig, load_checkpoint, num_parameters, resolve_device
 
 TARGETS = {"video": "video_emb", "text": "text_emb"}  # target modality -> WindowDataset batch key
-CHOICES = {"windows": ("narration", "sliding"), "video_mode": ("clip_1frame", "clip_avg_frames")}  # flag values
+ENCODER_FLAGS = ("same_padding", "relu", "conv_bias", "projection")  # IMUEncoderConfig fields set by flags
 # Flags that must be the same when resuming, for the resumed run to equal an uninterrupted one.
 RESUME_MUST_MATCH = ("modalities", "data", "batch_size", "lr", "weight_decay", "warmup_steps", "cosine", "grad_clip",
-                     "window_sec", "rate_hz", "windows", "video_mode", "temperature", "learn_temperature", "seed")
+                     "window_sec", "rate_hz", "windows", "video_mode", "temperature", "learn_temperature", "seed",
+                     *ENCODER_FLAGS)
 
 
 @dataclass
 class TrainConfig:
-    modalities: str = "imu,video,text"  # imu and its targets: imu,video | imu,text | imu,video,text
-    data: str = ""  # dataset root (a directory of recordings); "" = the synthetic dataset, made on first use
-    out: str = ""  # output directory; "" = runs/<modalities>, e.g. runs/imu-video-text
-    epochs: int = 10  # passes over the training split
-    batch_size: int = 64  # windows per step and process; the negatives are the global batch (x processes)
-    lr: float = 2e-4  # peak learning rate; official code
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay; 0 = the official code's plain Adam
-    warmup_steps: int = 0  # linear learning-rate warm-up steps
-    cosine: bool = False  # cosine decay of the learning rate to 0 after the warm-up (else constant)
-    grad_clip: float = 1.0  # clip the global gradient norm to this (ours, not in the paper); 0 = no clipping
-    window_sec: float = 5.0  # IMU window length in seconds; paper: 5 s
-    rate_hz: float = 200.0  # IMU resampled to this rate; Ego4D's IMU is about 200 Hz
-    windows: str = "narration"  # narration: one window per narration | sliding: a sliding window (no text)
-    video_mode: str = "clip_1frame"  # clip_1frame: middle frame | clip_avg_frames: mean of first/middle/last
-    clip: str = "ViT-B/32"  # frozen CLIP model; paper: ViT-B/32 ("tiny" for smoke runs)
-    clip_weights: str = ""  # CLIP weights file; "" = clip_vendor's default (random-init when offline)
-    require_pretrained: bool = False  # fail when the CLIP weights are missing, instead of random-init towers
-    temperature: float = 0.1  # softmax temperature tau (paper: 0.1); the initial value if learned
-    learn_temperature: bool = False  # learn tau, log-parametrised and clamped to [0.01, 1]
-    seed: int = 0  # seeds the encoder's initialisation and each epoch's shuffle
-    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
-    resume: bool = False  # continue from OUT/checkpoint.pt (same flags, --epochs may grow)
-    log_every: int = 20  # steps between progress lines
+    modalities: str = flag("imu,video,text", "imu and its targets: imu,video | imu,text | imu,video,text")
+    data: str = flag("", "dataset root (a directory of recordings); '' = the synthetic dataset, made on first use")
+    out: str = flag("", "output directory; '' = runs/<modalities>, e.g. runs/imu-video-text")
+    epochs: int = flag(10, "passes over the training split")
+    batch_size: int = flag(64, "windows per step and process; the negatives are the global batch (x processes)")
+    lr: float = flag(2e-4, "peak learning rate; official code")
+    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay; 0 = the official code's plain Adam")
+    warmup_steps: int = flag(0, "linear learning-rate warm-up steps")
+    cosine: bool = flag(False, "cosine decay of the learning rate to 0 after the warm-up (else constant)")
+    grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping")
+    window_sec: float = flag(5.0, "IMU window length in seconds; paper: 5 s")
+    rate_hz: float = flag(200.0, "IMU resampled to this rate; Ego4D's IMU is about 200 Hz")
+    windows: str = flag("narration", "narration: one window per narration | sliding: a sliding window (no text)",
+                        choices=("narration", "sliding"))
+    video_mode: str = flag("clip_1frame", "clip_1frame: middle frame | clip_avg_frames: mean of first/middle/last",
+                           choices=("clip_1frame", "clip_avg_frames"))
+    clip: str = flag("ViT-B/32", "frozen CLIP model; paper: ViT-B/32 ('tiny' for smoke runs)")
+    clip_weights: str = flag("", "CLIP weights file; '' = clip_vendor's default (random-init when offline)")
+    require_pretrained: bool = flag(False, "fail when the CLIP weights are missing, instead of random-init towers")
+    temperature: float = flag(0.1, "softmax temperature tau (paper and official code: 0.1); the initial value if learned")
+    learn_temperature: bool = flag(True, "learn tau (official code), log-parametrised and clamped to [0.01, 1]")
+    same_padding: bool = flag(True, "encoder: pad the convs so short windows survive (ours; official: no padding)")
+    relu: bool = flag(False, "encoder: a ReLU after each conv (ours; official: none)")
+    conv_bias: bool = flag(False, "encoder: conv biases (ours; official: none)")
+    projection: bool = flag(False, "encoder: a Linear after the GRU (ours; official: the hidden state is the output)")
+    seed: int = flag(0, "seeds the encoder's initialisation and each epoch's shuffle")
+    device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
+    resume: bool = flag(False, "continue from OUT/checkpoint.pt (same flags, --epochs may grow)")
+    log_every: int = flag(20, "steps between progress lines")
 
 
 def parse_args(argv=None) -> TrainConfig:
-    """TrainConfig from the command line: one --flag per field; unknown flags exit with code 2."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    help_text = data.field_help(TrainConfig)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action="store_true", help=help_text.get(f.name))
-        else:
-            parser.add_argument(flag, type=f.type, default=f.default, choices=CHOICES.get(f.name),
-                                help=help_text.get(f.name))
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    """TrainConfig from the command line; ValueError (one line) for values no run can use."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data.add_flags(parser, TrainConfig)
+    cfg = data.config_from(TrainConfig, parser.parse_args(argv))
+    finite = all(math.isfinite(x) for x in (cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.window_sec, cfg.rate_hz))
+    if not (finite and cfg.lr > 0 and cfg.weight_decay >= 0 and cfg.grad_clip >= 0 and cfg.warmup_steps >= 0):
+        raise ValueError("--lr must be finite and > 0; --weight-decay, --grad-clip and --warmup-steps finite and >= 0")
+    if not (cfg.window_sec > 0 and cfg.rate_hz > 0 and cfg.epochs >= 1 and cfg.batch_size >= 2 and cfg.log_every >= 1):
+        raise ValueError("--window-sec and --rate-hz must be > 0, --epochs >= 1, --batch-size >= 2 (a contrastive "
+                         "batch) and --log-every >= 1")
+    if "text" in parse_modalities(cfg.modalities) and cfg.windows == "sliding":
+        raise ValueError("--windows sliding has no narrations; use --modalities imu,video or --windows narration")
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Small pieces of the loop
+# The pieces of the loop
 # ----------------------------------------------------------------------------------------------------------------
 
 def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -134,70 +144,49 @@ def batch_loss(model, batch: dict, targets: list, device, gather: bool = True):
 
 
 @torch.no_grad()
-def evaluate(trainable: Trainable, dataset, targets: list, batch_size: int, device) -> dict:
-    """Validation on every window of `dataset`: the loss in batches of `batch_size` (the last one smaller),
-    and IMU->target retrieval among all windows (evaluate.py's metrics). `val_mrr`, the mean MRR over targets, picks best.pt."""
-    was_training = trainable.training
+def validate(trainable: Trainable, dataset, targets: list, batch_size: int, device) -> dict:
+    """The loss on every window of `dataset` (in batches, the last one smaller) and IMU->target retrieval among
+    them (evaluate.py's metrics); `val_mrr`, the mean MRR over targets, picks best.pt."""
     trainable.eval()
     n, total, emb = len(dataset), 0.0, []
     for i in range(0, n, batch_size):
-        batch = dataset.batch(np.arange(i, min(n, i + batch_size)))
-        loss, _, imu_emb = batch_loss(trainable, batch, targets, device, gather=False)  # every process does it all
+        loss, _, imu_emb = batch_loss(trainable, dataset.batch(np.arange(i, min(n, i + batch_size))), targets, device,
+                                      gather=False)  # every process validates on all of it
         total += loss.item() * len(imu_emb)
         emb.append(imu_emb.cpu())  # (b, D)
     imu = torch.cat(emb)  # (N, D)
     metrics = {"val_loss": total / n, "val_windows": n}
     for m in targets:
-        target = getattr(dataset, TARGETS[m])  # (N, D) cached CLIP embeddings
-        groups = group_ids(target)  # windows with identical targets (e.g. the same narration) are all right
-        for name, value in rank_metrics(retrieval_ranks(imu, target, groups, groups)).items():
+        groups = group_ids(getattr(dataset, TARGETS[m]))  # windows with identical targets are all right
+        for name, value in rank_metrics(retrieval_ranks(imu, getattr(dataset, TARGETS[m]), groups, groups)).items():
             metrics[f"imu_to_{m}_{name}"] = value
     metrics["val_mrr"] = sum(metrics[f"imu_to_{m}_MRR"] for m in targets) / len(targets)
     metrics["chance_mrr"] = chance_metrics(n)["MRR"]
-    trainable.train(was_training)
+    trainable.train()
     return metrics
 
 
-def save_checkpoint(path: Path, run, epoch: int, step: int, metrics: dict, best: float) -> None:
-    """The checkpoint dict (format in model.load_checkpoint); only tensors and plain containers, so weights_only loading works."""
-    ckpt = {"version": CHECKPOINT_VERSION, "imu_encoder": run.trainable.encoder.state_dict(),
-            "encoder_config": asdict(run.trainable.encoder.cfg), "temperature": run.trainable.temperature.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "step": step, "epoch": epoch, "best_val_mrr": best,
-            "config": asdict(run.cfg), "window": asdict(run.window_cfg), "data": str(run.root),
-            "clip": run.clip.info(), "metrics": metrics}
+def save_checkpoint(path: Path, ckpt: dict) -> None:
+    """Atomically; only tensors and plain containers inside, so that weights_only loading works."""
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Setup: processes, data, model, resume
-# ----------------------------------------------------------------------------------------------------------------
+def mean_over_processes(value: torch.Tensor, world: int) -> float:
+    """The mean of a scalar over all processes: each process's loss covers only its own rows."""
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return value.item()
 
-@dataclass
-class Run:
-    """Everything the training loop needs, built by `prepare`."""
-    cfg: TrainConfig
-    targets: list  # target modalities, e.g. ["video", "text"]
-    root: Path  # dataset root
-    out: Path  # output directory
-    clip: FrozenCLIP  # only its identity (info) is used here; the embeddings are cached
-    window_cfg: "data.WindowConfig"
-    train_set: "data.WindowDataset"
-    val_set: "data.WindowDataset"
-    trainable: Trainable  # the encoder and the temperature
-    model: nn.Module  # `trainable`, wrapped in DistributedDataParallel under torchrun
-    optimizer: torch.optim.Optimizer
-    rank: int
-    world: int
-    device: torch.device
-    start_epoch: int = 0
-    step: int = 0
-    best: float = -1.0  # best validation MRR so far
 
+# ----------------------------------------------------------------------------------------------------------------
+# Setup: processes, resume, data
+# ----------------------------------------------------------------------------------------------------------------
 
 def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)  # one GPU per process
@@ -227,23 +216,8 @@ def rank0_first(rank: int, world: int, work):
     return result if rank == 0 else work()
 
 
-def load_splits(cfg: TrainConfig, root: Path, window_cfg, clip, batch_size: int):
-    """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
-    data.list_recordings(root)  # DataError when the directory holds no recordings
-    train_set = data.WindowDataset(root, "train", window_cfg, clip)
-    val_set = data.WindowDataset(root, "val", window_cfg, clip)
-    if len(train_set) < batch_size or len(val_set) == 0:
-        raise data.DataError(f"{root}: {len(train_set)} training and {len(val_set)} validation windows of "
-                             f"{cfg.window_sec:g} s, need at least {batch_size} and 1; is --window-sec longer than "
-                             f"the recordings, or --batch-size too big? (window report: {train_set.report})")
-    return train_set, val_set
-
-
 def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     """ValueError unless the checkpoint was trained with this CLIP and the same run-defining flags."""
-    missing = [k for k in ("temperature", "best_val_mrr") if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: cannot be resumed, it has no {', '.join(missing)} (not written by train.py?)")
     if ckpt["clip"].get("fingerprint") != clip.info()["fingerprint"]:
         old = ckpt["clip"]
         raise ValueError(f"{path}: trained with CLIP {old.get('name')} ({old.get('weights_source')}, sha256 "
@@ -258,174 +232,146 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
                              f"not {getattr(cfg, name)}; resume with the same flags")
 
 
-def prepare(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Run:
-    """Check the flags, load the cached windows (rank 0 first), build the encoder and optimizer, and resume.
-    Bad input raises ValueError (data.DataError included) with a one-line message."""
-    targets = parse_modalities(cfg.modalities)
-    if "text" in targets and cfg.windows == "sliding":
-        raise ValueError("--windows sliding has no narrations; use --modalities imu,video or --windows narration")
-    if cfg.window_sec <= 0 or cfg.epochs < 1 or cfg.batch_size < 2 or cfg.log_every < 1:
-        raise ValueError("--window-sec must be > 0, --epochs >= 1, --batch-size >= 2 (a contrastive batch) "
-                         "and --log-every >= 1")
-    out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
-    ckpt = None
-    if cfg.resume:
-        ckpt = load_checkpoint(out / "checkpoint.pt")
-    if cfg.clip_weights:  # absolute, so that evaluate.py finds the file from any directory
-        cfg.clip_weights = str(Path(cfg.clip_weights).resolve())
-    clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=str(device),
-                                                       require_pretrained=cfg.require_pretrained))
-    if ckpt is not None:
-        check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
-    window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
-                                   video_mode=cfg.video_mode)
+def load_splits(cfg: TrainConfig, window_cfg, clip, world: int):
+    """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
+    root = Path(cfg.data) if cfg.data else data.default_dataset().resolve()
+    train_set = data.WindowDataset(root, "train", window_cfg, clip)
+    val_set = data.WindowDataset(root, "val", window_cfg, clip)
+    if len(train_set) < cfg.batch_size * world:
+        raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
+                             f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
+    return train_set, val_set
 
-    def load():
-        root = (Path(cfg.data) if cfg.data else data.default_dataset()).resolve()  # recorded in the checkpoint
-        return (root, *load_splits(cfg, root, window_cfg, clip, cfg.batch_size * world))
-    root, train_set, val_set = rank0_first(rank, world, load)
 
-    torch.manual_seed(cfg.seed)
-    encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim))
-    T = train_set.imu.shape[-1]  # samples per window
-    if encoder.output_length(T) < 1:
-        raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives {T} samples; "
-                         f"the encoder needs at least {encoder.min_samples()}")
-    trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
-    optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = Run(cfg, targets, root, out, clip, window_cfg, train_set, val_set, trainable, trainable, optimizer,
-              rank, world, device)
-    if ckpt is not None:
-        trainable.encoder.load_state_dict(ckpt["imu_encoder"])
-        trainable.temperature.load_state_dict(ckpt["temperature"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        run.start_epoch, run.step, run.best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
-    if world > 1:
-        run.model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)
-    return run
+def banner(cfg, clip, train_set, val_set, encoder, world, device) -> str:
+    """The first log line; loud when the CLIP towers are random-init."""
+    info, bar = clip.info(), "!" * 100
+    loud = (f"{bar}\n!!! CLIP {info['name']} is RANDOM-INIT (no pretrained weights): the encoder learns to match a "
+            f"random network's\n!!! embeddings. Fine for a smoke test; meaningless for the paper's results.\n{bar}\n"
+            if info["weights_source"] == "random-init" else "")
+    return (f"{loud}train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source']}, sha256 {info['sha256']}) "
+            f"| {len(train_set)} train / {len(val_set)} val windows from {cfg.data} | encoder "
+            f"{num_parameters(encoder):,} parameters | {world} process(es) on {device}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Logging (rank 0 only)
+# The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop
 # ----------------------------------------------------------------------------------------------------------------
 
-def log(run: Run, record: dict, line: str) -> None:
-    """A progress line on stderr and a JSON record in OUT/log.jsonl, from rank 0."""
-    if run.rank != 0:
-        return
-    print(line, file=sys.stderr, flush=True)
-    with open(run.out / "log.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def start_log(run: Run) -> None:
-    """OUT/config.json, the first log record, and a banner naming the CLIP weights (loud when random-init)."""
-    if run.rank != 0:
-        return
-    run.out.mkdir(parents=True, exist_ok=True)
-    if not run.cfg.resume:
-        if (run.out / "checkpoint.pt").exists():
-            print(f"note: starting afresh in {run.out}, replacing its earlier run (--resume continues it)",
-                  file=sys.stderr)
-        (run.out / "log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
-    clip = run.clip.info()
-    header = {"event": "start", "config": asdict(run.cfg), "window": asdict(run.window_cfg),
-              "encoder_config": asdict(run.trainable.encoder.cfg),
-              "encoder_parameters": num_parameters(run.trainable.encoder), "clip": clip, "data": str(run.root),
-              "processes": run.world, "device": str(run.device), "train_windows": len(run.train_set),
-              "val_windows": len(run.val_set), "resumed_at_epoch": run.start_epoch if run.cfg.resume else None}
-    data.atomic_write(run.out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2, default=str)))
-    if clip["weights_source"] == "random-init":
-        bar = "!" * 100
-        print(f"{bar}\n!!! CLIP {clip['name']} is RANDOM-INIT (no pretrained weights): the encoder learns to match a "
-              f"random network's\n!!! embeddings. Fine for a smoke test; meaningless for the paper's results.\n{bar}",
-              file=sys.stderr)
-    log(run, header, f"train: {','.join(['imu'] + run.targets)} | CLIP {clip['name']} ({clip['weights_source']}, "
-        f"sha256 {clip['sha256']}) | {len(run.train_set)} train / {len(run.val_set)} val windows from {run.root} | "
-        f"encoder {num_parameters(run.trainable.encoder):,} parameters | {run.world} process(es) on {run.device}")
-
-
-def log_progress(run: Run, epoch: int, loss: float, lr: float, total_steps: int, clock: tuple) -> None:
-    """epoch, step, loss, windows/s and ETA; `clock` = (time, step) when this process started training."""
-    rate = (run.step - clock[1]) * run.cfg.batch_size * run.world / (time.time() - clock[0])  # windows/s
-    eta = (total_steps - run.step) * run.cfg.batch_size * run.world / rate  # seconds
-    log(run, {"event": "train", "epoch": epoch + 1, "step": run.step, "loss": loss, "lr": lr, "windows_per_s": rate},
-        f"epoch {epoch + 1}/{run.cfg.epochs} step {run.step}/{total_steps} loss {loss:.4f} lr {lr:.2e} "
-        f"{rate:,.0f} windows/s ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}")
-
-
-def log_validation(run: Run, epoch: int, metrics: dict, is_best: bool) -> None:
-    retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_R@1']:.3f}" for m in run.targets)
-    log(run, {"event": "val", "epoch": epoch + 1, "step": run.step, "best": is_best,
-              "clip_weights": run.clip.weights_source, **metrics},
-        f"epoch {epoch + 1}/{run.cfg.epochs} val loss {metrics['val_loss']:.4f} MRR {metrics['val_mrr']:.3f} "
-        f"(chance {metrics['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The training loop
-# ----------------------------------------------------------------------------------------------------------------
-
-def train(run: Run) -> dict:
-    """The loop: Adam steps on cached embeddings, validation + checkpoint each epoch. Returns the last metrics."""
-    cfg, B = run.cfg, run.cfg.batch_size
-    steps_per_epoch = len(epoch_batches(len(run.train_set), B, cfg.seed, 0, run.rank, run.world))
-    total_steps, clock, metrics = steps_per_epoch * cfg.epochs, (time.time(), run.step), {}
-    if run.start_epoch >= cfg.epochs:
-        log(run, {"event": "done", "epoch": run.start_epoch}, f"already trained for {run.start_epoch} epochs; "
-            f"pass a larger --epochs to continue")
-    for epoch in range(run.start_epoch, cfg.epochs):
-        losses = []
-        for i, idx in enumerate(epoch_batches(len(run.train_set), B, cfg.seed, epoch, run.rank, run.world)):
-            lr = get_lr(run.step, cfg, total_steps)
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            loss, _, _ = batch_loss(run.model, run.train_set.batch(idx), run.targets, run.device)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # under torchrun, DDP averages the gradients over processes here
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(run.trainable.parameters(), cfg.grad_clip)
-            run.optimizer.step()
-            run.trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
-            run.step += 1
-            losses.append(loss.detach())
-            if run.step % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                log_progress(run, epoch, mean_over_processes(torch.stack(losses).mean(), run.world), lr,
-                             total_steps, clock)
-                losses = []
-        metrics = evaluate(run.trainable, run.val_set, run.targets, B * run.world, run.device)
-        is_best = metrics["val_mrr"] > run.best
-        run.best = max(run.best, metrics["val_mrr"])
-        if run.rank == 0:  # best.pt first: a kill in between then only repeats this epoch on --resume
-            if is_best:
-                save_checkpoint(run.out / "best.pt", run, epoch + 1, run.step, metrics, run.best)
-            save_checkpoint(run.out / "checkpoint.pt", run, epoch + 1, run.step, metrics, run.best)
-        log_validation(run, epoch, metrics, is_best)
-    return metrics
-
-
-def mean_over_processes(value: torch.Tensor, world: int) -> float:
-    """The mean of a scalar over all processes: each process's loss covers only its own rows."""
-    if world > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world
-    return value.item()
+def fail(rank: int, message: str, code: int):
+    """One `error:` line (from rank 0 only) and exit `code`: 2 for bad input, 1 for a run that diverged."""
+    if rank == 0:
+        print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main(argv=None):
-    cfg = parse_args(argv)
-    rank, world = 0, 1
+    rank, world = int(os.environ.get("RANK", "0")), 1
     try:
         try:
+            cfg = parse_args(argv)
+            targets = parse_modalities(cfg.modalities)
+            out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
+            if out.exists() and not out.is_dir():
+                raise ValueError(f"--out {out}: exists and is not a directory")
+            ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
+            cfg.data = str(Path(cfg.data).resolve()) if cfg.data else ""  # recorded resolved, compared on --resume
+            cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
             rank, world, device = init_processes(cfg.device)
-            run = prepare(cfg, rank, world, device)
+            clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None,
+                                                               device=str(device),
+                                                               require_pretrained=cfg.require_pretrained))
+            window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
+                                           video_mode=cfg.video_mode)
+            train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window_cfg, clip, world))
+            cfg.data = str(train_set.root.resolve())
+            if ckpt is not None:
+                check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
+            torch.manual_seed(cfg.seed)
+            encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
+                                                  **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
+            if encoder.output_length(train_set.imu.shape[-1]) < 1:
+                raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
+                                 f"{train_set.imu.shape[-1]} samples; the encoder needs at least {encoder.min_samples()}")
+            trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
         except ValueError as e:  # bad flags or data (data.DataError is a ValueError): one line, exit code 2
+            fail(rank, str(e), 2)
+        optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        start_epoch, step, best = 0, 0, -1.0
+        if ckpt is not None:
+            trainable.encoder.load_state_dict(ckpt["imu_encoder"])
+            trainable.temperature.load_state_dict(ckpt["temperature"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
+        model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
+            if world > 1 else trainable
+        recordings = {"train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}
+        header = {"event": "start", "config": asdict(cfg), "window": asdict(window_cfg),
+                  "encoder_config": asdict(encoder.cfg), "encoder_parameters": num_parameters(encoder),
+                  "clip": clip.info(), "processes": world, "device": str(device), "train_windows": len(train_set),
+                  "val_windows": len(val_set), "recordings": recordings, "resumed_at_epoch": start_epoch or None}
+
+        def log(record, line):
             if rank == 0:
-                print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        start_log(run)
-        train(run)
+                print(line, file=sys.stderr, flush=True)
+                with open(out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            if not cfg.resume and (out / "log.jsonl").exists():
+                print(f"note: starting afresh in {out}, replacing its earlier run (--resume continues it)",
+                      file=sys.stderr)
+                (out / "log.jsonl").unlink()  # a fresh run starts a fresh log
+            data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
+        log(header, banner(cfg, clip, train_set, val_set, encoder, world, device))
+
+        # ---- the loop -----------------------------------------------------------------------------------------
+        B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
+        total_steps, clock, losses = steps_per_epoch * cfg.epochs, (time.time(), step), []
+        for epoch in range(start_epoch, cfg.epochs):
+            for i, idx in enumerate(epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world)):
+                lr = get_lr(step, cfg, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
+                if not torch.isfinite(loss):
+                    fail(rank, f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too high?); stopped "
+                         f"with {out}/checkpoint.pt and best.pt as they were", 1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # under torchrun, DDP averages the gradients over processes here
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+                optimizer.step()
+                trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
+                step += 1
+                losses.append(loss.detach())
+                if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
+                    mean, rate = mean_over_processes(torch.stack(losses).mean(), world), \
+                        (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
+                    eta, losses = (total_steps - step) * B * world / rate, []
+                    log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr,
+                         "windows_per_s": rate}, f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total_steps} loss "
+                        f"{mean:.4f} lr {lr:.2e} {rate:,.0f} windows/s ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+            metrics = validate(trainable, val_set, targets, B * world, device)
+            is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
+            ckpt = {"version": CHECKPOINT_VERSION, "imu_encoder": encoder.state_dict(),
+                    "encoder_config": asdict(encoder.cfg), "temperature": trainable.temperature.state_dict(),
+                    "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch + 1, "best_val_mrr": best,
+                    "config": asdict(cfg), "window": asdict(window_cfg), "data": cfg.data, "recordings": recordings,
+                    "clip": clip.info(), "metrics": metrics}
+            if rank == 0:  # best.pt first: a kill in between then only repeats this epoch on --resume
+                if is_best:
+                    save_checkpoint(out / "best.pt", ckpt)
+                save_checkpoint(out / "checkpoint.pt", ckpt)
+            retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_R@1']:.3f}" for m in targets)
+            log({"event": "val", "epoch": epoch + 1, "step": step, "best": is_best,
+                 "clip_weights": clip.weights_source, **metrics},
+                f"epoch {epoch + 1}/{cfg.epochs} val loss {metrics['val_loss']:.4f} MRR {metrics['val_mrr']:.3f} "
+                f"(chance {metrics['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
+        if start_epoch >= cfg.epochs:
+            log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
+                "--epochs to continue")
     finally:
         if world > 1:
             dist.destroy_process_group()

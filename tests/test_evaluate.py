@@ -170,7 +170,7 @@ def test_split_train_val_is_stratified():
 
 
 def tiny_encoder_config(embed_dim=16):
-    return IMUEncoderConfig(embed_dim=embed_dim, gru_hidden=16, channels=8, feature_groups=2, kernel_sizes=(5, 5),
+    return IMUEncoderConfig(embed_dim=embed_dim, gru_hidden=16, projection=True, channels=8, feature_groups=2, kernel_sizes=(5, 5),
                             pool_kernel=2)
 
 

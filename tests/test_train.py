@@ -67,8 +67,8 @@ def test_flags_come_from_the_config():
     assert train.parse_args([]) == train.TrainConfig()
     cfg = train.parse_args(["--modalities", "imu,text", "--batch-size", "8", "--cosine", "--lr", "1e-3"])
     assert (cfg.modalities, cfg.batch_size, cfg.cosine, cfg.lr) == ("imu,text", 8, True, 1e-3)
-    help_text = data.field_help(train.TrainConfig)
-    assert [f.name for f in fields(train.TrainConfig) if not help_text.get(f.name)] == []  # a comment on each
+    assert [f.name for f in fields(train.TrainConfig) if not f.metadata.get("help")] == []  # a help text on each
+    assert train.parse_args(["--no-learn-temperature"]).learn_temperature is False  # the default is learned
     for bad in (["--bogus", "1"], ["--batch-size", "many"], ["--video-mode", "clip_3frames"]):
         with pytest.raises(SystemExit) as e:
             train.parse_args(bad)
@@ -93,7 +93,7 @@ def test_gradients_reach_only_the_imu_encoder():
     text = clip.embed_texts([f"c walks {i}" for i in range(8)])
     clip_before = {k: v.clone() for k, v in clip.model.state_dict().items()}
     torch.manual_seed(0)
-    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim, gru_hidden=32)),
+    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim)),
                                 Temperature(0.1, learn=True))
     enc_before = {k: v.clone() for k, v in trainable.state_dict().items()}
     optimizer = torch.optim.AdamW(trainable.parameters(), lr=1e-3)
@@ -178,12 +178,12 @@ def test_short_run_lowers_the_loss_and_beats_chance(full_run, dataset):
     val = data.WindowDataset(dataset, "val", data.WindowConfig(**best["window"]), clip)
     torch.manual_seed(0)
     untrained = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim)), Temperature(0.1))
-    baseline = train.evaluate(untrained, val, ["video", "text"], 32, "cpu")
+    baseline = train.validate(untrained, val, ["video", "text"], 32, "cpu")
     assert best["metrics"]["imu_to_text_MRR"] > 1.5 * max(baseline["imu_to_text_MRR"], baseline["chance_mrr"])
     # the checkpoint reloads into the same encoder: evaluating it again gives the stored metrics
     temperature = Temperature(0.1, learn=True)
     temperature.load_state_dict(best["temperature"])
-    again = train.evaluate(train.Trainable(model.encoder_from_checkpoint(best), temperature), val,
+    again = train.validate(train.Trainable(model.encoder_from_checkpoint(best), temperature), val,
                            ["video", "text"], 32, "cpu")
     assert again["val_mrr"] == pytest.approx(best["metrics"]["val_mrr"], rel=1e-6)
     assert again["val_loss"] == pytest.approx(best["metrics"]["val_loss"], rel=1e-5)
@@ -211,9 +211,9 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
     args = FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32"]
     save = train.save_checkpoint
 
-    def killed_after_epoch_2(path, run, epoch, *rest):
-        save(path, run, epoch, *rest)
-        if path.name == "checkpoint.pt" and epoch == 2:
+    def killed_after_epoch_2(path, ckpt):
+        save(path, ckpt)
+        if path.name == "checkpoint.pt" and ckpt["epoch"] == 2:
             raise _Killed  # as if the process died right after writing the epoch-2 checkpoint
 
     monkeypatch.setattr(train, "save_checkpoint", killed_after_epoch_2)
@@ -258,7 +258,7 @@ def _one_step_worker(rank, world, store, out_dir, gather):
 def _float64_step_inputs():
     """A small encoder with a learned temperature, and a global batch of 32 windows, the same on every process."""
     torch.manual_seed(0)
-    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16, gru_hidden=16)),
+    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16)),
                                 Temperature(0.1, learn=True)).double()
     g = torch.Generator().manual_seed(1)
     batch = {"imu": torch.randn(32, 6, 100, generator=g, dtype=torch.float64),
