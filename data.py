@@ -54,6 +54,7 @@ cached arrays (its .batch is the training fast path); load_labelled reads the la
     python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
 """
 import argparse
+import collections
 import contextlib
 import glob
 import hashlib
@@ -69,6 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -1331,34 +1333,33 @@ def _add_world_commands(sub):
 # cached on disk (the paper's implementation note: "pre-process each medium into equal-length parallel
 # windows and cache them"), so training runs a small IMU encoder against stored vectors.
 
-CACHE_VERSION = 1  # bump when the cache layout or the window maths change: old caches are then ignored
+CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
 EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass
 class WindowConfig:
-    """How recordings are cut into windows; everything but the split fields is part of the cache key."""
-    window_sec: float = 5.0  # window length in seconds (the official code's effective window)
-    rate_hz: float = 200.0  # IMU rate the model sees; every source is resampled to it
-    mode: str = "narration"  # "narration": centred on each narration; "sliding": every stride_sec, no text
-    stride_sec: float = 2.5  # step between sliding windows (sliding mode and export-labelled only)
-    video_mode: str = "clip_1frame"  # "clip_1frame": middle frame; "clip_avg_frames": mean of first/mid/last
-    max_gap_sec: float = 0.1  # a window whose IMU has a larger hole between two samples is dropped
-    val_frac: float = 0.15  # fraction of recordings (not windows) held out for validation
-    test_frac: float = 0.15  # fraction of recordings held out for testing
-    split_seed: int = 0  # seed of the permutation of recording ids that assigns the splits
+    """How recordings are cut into windows; everything but the split fractions is part of the cache key."""
+    window_sec: float = flag(5.0, "window length in seconds (the official code's effective window)")
+    rate_hz: float = flag(200.0, "IMU rate the model sees; every source is resampled to it")
+    mode: str = flag("narration", "narration: centred on each narration | sliding: every stride_sec, no text",
+                     choices=("narration", "sliding"))
+    stride_sec: float = flag(2.5, "step between sliding windows (sliding mode and export-labelled only)")
+    video_mode: str = flag("clip_1frame", "clip_1frame: middle frame | clip_avg_frames: mean of first/mid/last",
+                           choices=("clip_1frame", "clip_avg_frames"))
+    max_gap_sec: float = flag(0.1, "a window whose IMU has a larger hole between two samples is dropped")
+    val_frac: float = flag(0.15, "fraction of recordings (not windows) held out for validation")
+    test_frac: float = flag(0.15, "fraction of recordings held out for testing")
 
     def __post_init__(self):
-        if self.mode not in ("narration", "sliding"):
-            raise DataError(f"WindowConfig.mode must be 'narration' or 'sliding', got {self.mode!r}")
-        if self.video_mode not in ("clip_1frame", "clip_avg_frames"):
-            raise DataError(
-                f"WindowConfig.video_mode must be 'clip_1frame' or 'clip_avg_frames', got {self.video_mode!r}")
-        if not (self.window_sec > 0 and self.rate_hz > 0 and self.stride_sec > 0 and self.max_gap_sec > 0):
-            raise DataError("WindowConfig: window_sec, rate_hz, stride_sec and max_gap_sec must be positive")
+        if self.mode not in ("narration", "sliding") or self.video_mode not in ("clip_1frame", "clip_avg_frames"):
+            raise DataError(f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
+        if not all(math.isfinite(x) and x > 0 for x in (self.window_sec, self.rate_hz, self.stride_sec,
+                                                         self.max_gap_sec)):
+            raise DataError("window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
-            raise DataError("WindowConfig: val_frac and test_frac must be in [0, 1) with a sum below 1")
+            raise DataError("val_frac and test_frac must be in [0, 1) with a sum below 1")
 
     @property
     def num_samples(self) -> int:
@@ -1381,7 +1382,7 @@ def _boxcar(x, k):
     return out
 
 
-def _resample(x, t, t_out, rate_hz=None):
+def resample(x, t, t_out, rate_hz=None):
     """Linear interpolation of the columns of x (S, K) from times t (S,) to t_out (M,): -> (M, K) float64.
 
     Why linear interpolation on timestamps: it handles jittered and irregular clocks (Ego4D is ~200 Hz with
@@ -1408,18 +1409,6 @@ def _resample(x, t, t_out, rate_hz=None):
     j = np.clip(np.searchsorted(t, t_out, side="right") - 1, 0, len(t) - 2)  # (M,) left neighbour
     w = np.clip((t_out - t[j]) / (t[j + 1] - t[j]), 0.0, 1.0)[:, None]  # (M, 1) weight of the right one
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
-
-
-def resample_imu(imu, t, t_out, rate_hz=None):
-    """Resample IMU samples imu (N, 6) taken at times t (N,) onto times t_out (M,): -> (M, 6) float32.
-
-    rate_hz is the rate of t_out; when given and the source is more than 2x faster, the signal is
-    band-limited first (see _resample). Times outside [t[0], t[-1]] hold the edge value.
-    """
-    imu = np.asarray(imu)
-    if imu.ndim != 2 or imu.shape[1] != 6 or len(imu) != len(t):
-        raise ValueError(f"resample_imu: imu must be (N, 6) with N = len(t) = {len(t)}, got {imu.shape}")
-    return _resample(imu, t, t_out, rate_hz).astype(np.float32)
 
 
 # ----- the window index of one recording -----------------------------------------------------------------
@@ -1473,7 +1462,7 @@ def _window_imu(rec, starts, cfg):
     """IMU of each window on the model grid: (Nw,) starts -> (Nw, 6, T) float32."""
     T = cfg.num_samples
     t_out = starts[:, None] + np.arange(T)[None, :] / cfg.rate_hz  # (Nw, T) sample times
-    x = _resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz)  # (Nw * T, 6)
+    x = resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz)  # (Nw * T, 6)
     return x.reshape(len(starts), T, 6).transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
 
 
@@ -1503,23 +1492,12 @@ def _class_names(recs):
     return names.pop() if names else tuple(ACTIVITIES)
 
 
-def _split_of(ids, cfg):
-    """Assign recording ids to train/val/test: a seeded permutation of the sorted ids, so the split is by
-    recording (no window of a test recording is ever trained on) and deterministic. With >= 3 recordings
-    val and test each get at least one recording (when their fraction is > 0) and train keeps one."""
-    ids = sorted(ids)
-    n = len(ids)
-    n_val = n_test = 0
-    if n >= 3:
-        n_test = max(1, int(round(cfg.test_frac * n))) if cfg.test_frac > 0 else 0
-        n_val = max(1, int(round(cfg.val_frac * n))) if cfg.val_frac > 0 else 0
-        while n_val + n_test > n - 1:  # keep one recording to train on
-            n_val, n_test = (n_val - 1, n_test) if n_val >= n_test else (n_val, n_test - 1)
-    order = np.random.default_rng(cfg.split_seed).permutation(n)
-    split = {}
-    for rank, i in enumerate(order):
-        split[ids[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-    return split
+def split_of(recording_id: str, cfg: WindowConfig) -> str:
+    """"train" | "val" | "test" for one recording: a pure function of its ID (a hash mapped to [0, 1) and compared
+    with the fractions), so adding or removing recordings never moves another one between splits. The split is by
+    recording: no window of a test recording is ever trained on. A small dataset may leave a split empty."""
+    u = int(hashlib.sha256(recording_id.encode()).hexdigest()[:12], 16) / 16 ** 12  # uniform in [0, 1)
+    return "test" if u < cfg.test_frac else "val" if u < cfg.test_frac + cfg.val_frac else "train"
 
 
 # ----- the embedding cache -------------------------------------------------------------------------------
@@ -1540,8 +1518,7 @@ def _recording_fingerprint(path):
 def cache_fingerprint(paths, cfg, clip):
     """sha256 over everything a cached window depends on: recordings, window parameters, CLIP, format.
     The split fields are left out: the cache holds the whole dataset and the split is chosen on load."""
-    window = {k: getattr(cfg, k) for k in ("window_sec", "rate_hz", "mode", "stride_sec", "video_mode",
-                                              "max_gap_sec")}
+    window = {k: getattr(cfg, k) for k in ("window_sec", "rate_hz", "mode", "stride_sec", "video_mode", "max_gap_sec")}
     if cfg.mode == "narration":
         window.pop("stride_sec")
     key = {"version": CACHE_VERSION, "window": window, "clip": clip.fingerprint,
@@ -1549,129 +1526,96 @@ def cache_fingerprint(paths, cfg, clip):
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _save_cache(cache, arrays, index):
-    """Write the cache directory atomically: build it under a temporary name, then rename it into place.
-    manifest.json (size + sha256 of every file) is written last, inside the temporary directory."""
-    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, a in arrays.items():
-        np.save(tmp / f"{name}.npy", a)
-    (tmp / "index.json").write_text(json.dumps(index))
-    files = {f.name: {"size": f.stat().st_size, "sha256": _sha256_file(f)} for f in sorted(tmp.iterdir())}
-    (tmp / "manifest.json").write_text(json.dumps({"version": CACHE_VERSION, "files": files}, indent=1))
-    if cache.exists():  # a damaged cache: move it aside first, so the rename below stays atomic
-        old = cache.with_name(f"{cache.name}.old-{os.getpid()}")
-        os.replace(cache, old)
-        shutil.rmtree(old)
-    try:
-        os.replace(tmp, cache)
-    except OSError:  # another process (e.g. another rank) put a cache in place meanwhile: keep theirs
-        shutil.rmtree(tmp)
-
-
-def _load_cache(cache):
-    """Read a cache directory, verifying every file against the manifest; None when absent or damaged."""
-    manifest = cache / "manifest.json"
-    if not manifest.exists():
-        return None
-    try:
-        files = json.loads(manifest.read_text())["files"]
-        for name, want in files.items():
-            f = cache / name
-            if not f.exists() or f.stat().st_size != want["size"] or _sha256_file(f) != want["sha256"]:
-                raise ValueError(f"{name} is missing or does not match its checksum")
-        arrays = {f[:-4]: np.load(cache / f) for f in files if f.endswith(".npy")}
-        index = json.loads((cache / "index.json").read_text())
-    except (ValueError, KeyError, OSError) as e:
-        print(f"window cache {cache} is damaged ({e}); rebuilding it", file=sys.stderr)
-        return None
-    return arrays, index
+def _index_windows(rec, cfg, class_names):
+    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
+    (Nw,) cleaned ("" in sliding mode), and the drop counts. Narration windows whose text cleans to "" drop."""
+    starts, raw_texts = _candidate_starts(rec, cfg)
+    keep, frames, drops = _select_windows(rec, starts, cfg)
+    texts = np.array([clean_narration(t) for t in raw_texts] if raw_texts else [""] * len(starts), dtype=object)
+    if raw_texts is not None:
+        drops["empty_text"] = int((keep & (texts == "")).sum())
+        keep &= texts != ""
+    frames = frames[keep][:, 1:2] if cfg.video_mode == "clip_1frame" else frames[keep]  # middle | first/mid/last
+    starts = starts[keep]
+    return (starts, _window_imu(rec, starts, cfg), _window_labels(rec, starts, cfg.window_sec, class_names), frames,
+            texts[keep], drops)
 
 
 def _build_cache(paths, cfg, clip):
-    """Index, resample and embed every window of every recording: -> (arrays, index)."""
+    """Index the windows of every recording, embed each needed frame and distinct text once, -> (arrays, index)."""
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
-    D = clip.embed_dim
-    report = {"recordings": len(recs), "candidates": 0, "kept": 0,
-              "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0, "empty_text": 0}}
-    imu, labels, frame_rows, texts, starts_all, rec_ids, middle = [], [], [], [], [], [], []
-    pending, frame_embs, n_frames = [], [], 0
-    last_print = time.monotonic()
+    report = {"recordings": len(recs), "candidates": 0, "kept": 0, "dropped": {}}
+    parts, frame_embs, texts, window_ids, recording_ids, middle = [], [], [], [], [], []
     for k, rec in enumerate(recs):
-        starts, raw_texts = _candidate_starts(rec, cfg)
-        keep, frames, drops = _select_windows(rec, starts, cfg)
-        if raw_texts is not None:  # narration mode: windows whose text cleans to "" are dropped
-            cleaned = np.array([clean_narration(s) for s in raw_texts], dtype=object)
-            empty = keep & (cleaned == "")
-            drops["empty_text"] = int(empty.sum())
-            keep &= ~empty
-            texts.extend(cleaned[keep])
-        report["candidates"] += len(starts)
+        starts, imu, labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
+        report["candidates"] += len(_candidate_starts(rec, cfg)[0])
         for reason, n in drops.items():
-            report["dropped"][reason] += n
-        starts, frames = starts[keep], frames[keep]
-        if cfg.video_mode == "clip_1frame":
-            frames = frames[:, 1:2]  # (Nw, 1): only the middle frame
+            report["dropped"][reason] = report["dropped"].get(reason, 0) + n
         needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
-        pending.append(rec.frames[needed])  # (U, H, W, 3) uint8, read from the memory map
-        frame_rows.append(n_frames + inverse.reshape(frames.shape))  # (Nw, 1 or 3) rows of the embeddings
-        n_frames += len(needed)
-        if sum(p.nbytes for p in pending) >= 1 << 28:  # embed in chunks of ~256 MB of frames
-            frame_embs.append(clip.embed_images(np.concatenate(pending)))
-            pending = []
-        imu.append(_window_imu(rec, starts, cfg))
-        labels.append(_window_labels(rec, starts, cfg.window_sec, class_names))
-        starts_all.extend(starts.tolist())
-        rec_ids.extend([rec.id] * len(starts))
-        middle.extend(frames[:, frames.shape[1] // 2].tolist())
-        if time.monotonic() - last_print > 5:
-            print(f"windows: {k + 1}/{len(recs)} recordings indexed", file=sys.stderr)
-            last_print = time.monotonic()
-    report["kept"] = len(starts_all)
-    if not starts_all:
+        emb = clip.embed_images(np.asarray(rec.frames[needed])) if len(needed) else np.zeros((0, clip.embed_dim))
+        frame_embs.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
+        parts.append((imu, labels))
+        texts += rec_texts.tolist()
+        seen = collections.Counter()  # "<recording>@<start>", with "~k" when k earlier narrations coincide
+        for start in starts:
+            wid = f"{rec.id}@{start:.3f}"
+            window_ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
+            seen[wid] += 1
+        recording_ids += [rec.id] * len(starts)
+        middle += frames[:, frames.shape[1] // 2].tolist()
+        print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
+    report["kept"] = len(window_ids)
+    if not window_ids:
         raise DataError(f"{Path(paths[0]).parent}: no window survived ({report})")
-    if sum(len(p) for p in pending):
-        frame_embs.append(clip.embed_images(np.concatenate(pending)))
-    frame_emb = np.concatenate(frame_embs).astype(np.float32)  # (U_total, D)
-    if frame_emb.shape != (n_frames, D):
-        raise ValueError(f"clip.embed_images returned {frame_emb.shape}, expected ({n_frames}, {D})")
-    arrays = {
-        "imu": np.concatenate(imu),  # (N, 6, T) float32
-        "video_emb": frame_emb[np.concatenate(frame_rows)].mean(axis=1),  # (N, k, D) -> (N, D)
-        "labels": np.concatenate(labels),  # (N,) int64
-    }
+    arrays = {"imu": np.concatenate([p[0] for p in parts]),  # (N, 6, T) float32
+              "labels": np.concatenate([p[1] for p in parts]),  # (N,) int64
+              "video_emb": np.concatenate(frame_embs).astype(np.float32)}  # (N, D)
     if cfg.mode == "narration":
         distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
         report["distinct_texts"] = len(distinct)
         arrays["text_emb"] = clip.embed_texts(distinct.tolist()).astype(np.float32)[inverse]  # (N, D)
-    seen = {}
-    window_ids = []
-    for r, s in zip(rec_ids, starts_all):  # "<recording>@<start_sec>", made unique when two narrations coincide
-        wid = f"{r}@{s:.3f}"
-        seen[wid] = seen.get(wid, 0) + 1
-        window_ids.append(wid if seen[wid] == 1 else f"{wid}~{seen[wid] - 1}")
-    index = {"texts": texts if cfg.mode == "narration" else [""] * len(starts_all), "window_ids": window_ids,
-             "recording_ids": rec_ids, "middle_frames": middle, "class_names": list(class_names),
-             "embed_dim": D, "report": report}
+    index = {"texts": texts, "window_ids": window_ids, "recording_ids": recording_ids, "middle_frames": middle,
+             "class_names": list(class_names), "embed_dim": clip.embed_dim, "report": report}
     return arrays, index
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """Parallel (IMU, video embedding, text embedding) windows of a dataset, from the embedding cache.
+def _load_cache(cache, cfg, embed_dim):
+    """The cached (arrays, index), or None when absent or damaged (missing, truncated, shapes or counts that do
+    not match). The cache is a directory renamed into place whole (atomic_write), so it is never half-written;
+    this only guards against later damage, cheaply: no checksums."""
+    if not (cache / "index.json").is_file():
+        return None
+    try:
+        index = json.loads((cache / "index.json").read_text())
+        names = ["imu", "labels", "video_emb"] + (["text_emb"] if cfg.mode == "narration" else [])
+        arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in names}
+        N, D = len(index["window_ids"]), embed_dim
+        want = {"imu": (N, 6, cfg.num_samples), "labels": (N,), "video_emb": (N, D), "text_emb": (N, D)}
+        bad = [n for n, a in arrays.items() if a.shape != want[n]]
+        if bad or not len(index["texts"]) == len(index["recording_ids"]) == len(index["middle_frames"]) == N:
+            raise ValueError(f"{bad[0] if bad else 'index.json'} does not match the window count {N}")
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        print(f"window cache {cache} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+              f"rebuilding it", file=sys.stderr)
+        return None
+    return arrays, index
 
-    WindowDataset(root, split, cfg, clip, cache_dir=None) builds the cache of the whole dataset (or
-    reuses it when its fingerprint matches), then keeps the windows of the split's recordings.
+
+def _save_cache(cache, arrays, index):
+    def write(tmp):
+        tmp.mkdir()
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", a)
+        (tmp / "index.json").write_text(json.dumps(index))
+    atomic_write(cache, write)
+
+
+class WindowDataset:
+    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split, from the embedding cache.
+
+    WindowDataset(root, split, cfg, clip, cache_dir=None) builds the cache of the whole dataset (or reuses it when
+    its fingerprint matches), then keeps the windows of the split's recordings. `.batch(idx)` serves a batch.
     """
 
     def __init__(self, root, split, cfg, clip, cache_dir=None):
@@ -1679,28 +1623,22 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.cfg = Path(root), split, cfg
         paths = list_recordings(self.root)
-        fp = cache_fingerprint(paths, cfg, clip)
-        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{fp[:24]}"
-        loaded = _load_cache(self.cache_path)
+        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{cache_fingerprint(paths, cfg, clip)[:24]}"
+        if self.cache_path.parent.exists() and not self.cache_path.parent.is_dir():
+            raise DataError(f"{self.cache_path.parent}: the cache directory is a file; remove it")
+        loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         self.cache_reused = loaded is not None
         if loaded is None:
             print(f"windows: building the embedding cache {self.cache_path} for {len(paths)} recordings",
                   file=sys.stderr)
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             _save_cache(self.cache_path, *_build_cache(paths, cfg, clip))
-            loaded = _load_cache(self.cache_path)
-            if loaded is None:
-                raise DataError(f"{self.cache_path}: cache unreadable right after writing it")
+            loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         arrays, index = loaded
         rec_ids = np.array(index["recording_ids"], dtype=object)
-        assignment = _split_of([p.name for p in paths], cfg)
-        if split == "all":
-            sel = np.arange(len(rec_ids))
-        else:
-            sel = np.flatnonzero(np.array([assignment[r] == split for r in rec_ids], dtype=bool))
-            if not len(sel):
-                raise DataError(f"{self.root}: the {split!r} split is empty ({len(paths)} recordings; "
-                                f"val and test need >= 3 recordings and a fraction > 0)")
+        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in rec_ids])
+        if not len(sel):
+            raise DataError(f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings "
+                            f"hashes into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
         self.imu = arrays["imu"][sel]  # (N, 6, T) float32
         self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
         self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
@@ -1718,41 +1656,18 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.labels)
 
-    def __getitem__(self, i):
-        return {
-            "imu": torch.from_numpy(self.imu[i]),  # (6, T)
-            "video_emb": torch.from_numpy(self.video_emb[i]),  # (D,)
-            "text_emb": (torch.from_numpy(self.text_emb[i]) if self.text_emb is not None
-                         else torch.zeros(self.embed_dim)),  # (D,), zeros in sliding mode
-            "text": self.texts[i],
-            "label": int(self.labels[i]),
-            "window_id": self.window_ids[i],
-        }
-
     def batch(self, idx):
-        """The fast path: numpy fancy-indexing into the in-memory arrays, stacked like collate()."""
+        """The windows idx (B,) as tensors: numpy fancy-indexing into the in-memory arrays."""
         idx = np.asarray(idx, dtype=np.int64)
         return {
             "imu": torch.from_numpy(self.imu[idx]),  # (B, 6, T)
             "video_emb": torch.from_numpy(self.video_emb[idx]),  # (B, D)
             "text_emb": (torch.from_numpy(self.text_emb[idx]) if self.text_emb is not None
-                         else torch.zeros(len(idx), self.embed_dim)),  # (B, D)
+                         else torch.zeros(len(idx), self.embed_dim)),  # (B, D), zeros in sliding mode
             "text": self._texts[idx].tolist(),
             "label": torch.from_numpy(self.labels[idx]),  # (B,)
             "window_id": self._window_ids[idx].tolist(),
         }
-
-
-def collate(items):
-    """Stack a list of WindowDataset items into a batch with the same keys as WindowDataset.batch."""
-    return {
-        "imu": torch.stack([it["imu"] for it in items]),  # (B, 6, T)
-        "video_emb": torch.stack([it["video_emb"] for it in items]),  # (B, D)
-        "text_emb": torch.stack([it["text_emb"] for it in items]),  # (B, D)
-        "text": [it["text"] for it in items],
-        "label": torch.tensor([it["label"] for it in items], dtype=torch.int64),  # (B,)
-        "window_id": [it["window_id"] for it in items],
-    }
 
 
 # ----- labelled IMU (.npz) -------------------------------------------------------------------------------
@@ -1769,7 +1684,7 @@ class LabelledSet:
     path: Path  # the file it was read from
 
 
-def _stratified_split(labels, test_frac, seed):
+def stratified_split(labels, test_frac, seed):
     """Deterministic per-class split: round(test_frac * n_c) windows of each class (>= 1 when n_c >= 2)."""
     split = np.full(len(labels), "train", dtype="<U5")
     rng = np.random.default_rng(seed)
@@ -1787,7 +1702,7 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
     if missing:
@@ -1806,19 +1721,19 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
                         f"got [{labels.min()}, {labels.max()}]")
     if src_rate.shape != () or not np.isfinite(src_rate) or float(src_rate) <= 0:
         raise DataError(f"{path}: rate_hz must be one positive number, got {src_rate!r}")
-    if not np.isfinite(imu).all():
-        raise DataError(f"{path}: imu contains NaN or inf")
+    if not np.isfinite(imu.astype(np.float32)).all():  # what overflows float32 becomes inf there
+        raise DataError(f"{path}: imu contains NaN, inf or values beyond float32's range")
     if "split" in data:
         split = data["split"]
         if split.shape != (N,) or not np.isin(split, ["train", "test"]).all():
             raise DataError(f"{path}: split must be ({N},) of 'train'/'test'")
     else:
-        split = _stratified_split(labels, test_frac, seed)
+        split = stratified_split(labels, test_frac, seed)
     src_rate = float(src_rate)
     if src_rate != rate_hz:
         T_out = int(round(T * rate_hz / src_rate))
         x = imu.transpose(2, 0, 1).reshape(T, N * 6)  # (T, N * 6): all windows share the time grid
-        x = _resample(x, np.arange(T) / src_rate, np.arange(T_out) / rate_hz, rate_hz)  # (T_out, N * 6)
+        x = resample(x, np.arange(T) / src_rate, np.arange(T_out) / rate_hz, rate_hz)  # (T_out, N * 6)
         imu = x.reshape(T_out, N, 6).transpose(1, 2, 0)  # (N, 6, T_out)
     return LabelledSet(imu=np.ascontiguousarray(imu, dtype=np.float32), labels=labels.astype(np.int64),
                        class_names=tuple(str(n) for n in names), split=np.asarray(split, dtype=str),
@@ -1832,7 +1747,6 @@ def export_labelled(root, out, cfg=None):
     paths = list_recordings(root)
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
-    assignment = _split_of([r.id for r in recs], cfg)
     imu, labels, split = [], [], []
     report = {"recordings": len(recs), "candidates": 0, "unlabelled": 0,
               "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0}}
@@ -1848,7 +1762,7 @@ def export_labelled(root, out, cfg=None):
         starts, lab = starts[lab >= 0], lab[lab >= 0]
         imu.append(_window_imu(rec, starts, cfg))
         labels.append(lab)
-        split.extend(["test" if assignment[rec.id] == "test" else "train"] * len(lab))
+        split.extend(["test" if split_of(rec.id, cfg) == "test" else "train"] * len(lab))
     labels = np.concatenate(labels)
     if not len(labels):
         raise DataError(f"{root}: no labelled window to export ({report})")
@@ -2055,7 +1969,7 @@ def _add_window_commands(sub):
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
     for f in fields(WindowConfig):
-        if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac", "split_seed"):
+        if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"):
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
                            help="default: %(default)s")
     p.set_defaults(run=_run_export_labelled)

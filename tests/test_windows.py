@@ -23,10 +23,11 @@ class FakeCLIP:
 
     def __init__(self, fingerprint="fake-v1"):
         self.fingerprint = fingerprint
-        self.image_calls = self.text_calls = 0
+        self.image_calls = self.text_calls = self.images = 0
 
     def embed_images(self, frames):
         self.image_calls += 1
+        self.images += len(frames)
         out = np.zeros((len(frames), 4), np.float32)
         out[:, 0] = frames.reshape(len(frames), -1).mean(axis=1)
         out[:, 1] = 1
@@ -77,8 +78,8 @@ def test_resample_exact_on_linear_signal():
     t = np.cumsum(rng.uniform(0.003, 0.007, 500))  # jittered ~200 Hz clock
     imu = np.stack([3 * t + c for c in range(6)], axis=1)
     t_out = np.sort(rng.uniform(t[0], t[-1], 300))
-    out = data.resample_imu(imu, t, t_out)
-    assert out.shape == (300, 6) and out.dtype == np.float32
+    out = data.resample(imu, t, t_out)
+    assert out.shape == (300, 6)
     np.testing.assert_allclose(out, np.stack([3 * t_out + c for c in range(6)], axis=1), atol=1e-4)
 
 
@@ -89,7 +90,7 @@ def test_resample_sine_within_linear_interpolation_bound():
     t = np.arange(0, 2, 1 / src)
     imu = np.repeat(np.sin(2 * np.pi * f * t)[:, None], 6, axis=1)
     t_out = 0.0013 + np.arange(380) / 200.0
-    out = data.resample_imu(imu, t, t_out, rate_hz=200.0)
+    out = data.resample(imu, t, t_out, rate_hz=200.0)
     bound = (1 / src) ** 2 / 8 * (2 * np.pi * f) ** 2
     err = np.abs(out[:, 0] - np.sin(2 * np.pi * f * t_out)).max()
     assert err <= bound + 1e-6
@@ -102,15 +103,10 @@ def test_resample_band_limits_a_fast_source():
     slow = np.sin(2 * np.pi * t)
     imu = np.repeat((slow + np.sin(2 * np.pi * 400 * t))[:, None], 6, axis=1)
     t_out = 0.0513 + np.arange(360) / 200.0
-    out = data.resample_imu(imu, t, t_out, rate_hz=200.0)
+    out = data.resample(imu, t, t_out, rate_hz=200.0)
     np.testing.assert_allclose(out[:, 2], np.sin(2 * np.pi * t_out), atol=0.01)
-    naive = data.resample_imu(imu, t, t_out)  # without the rate there is no band-limiting: it aliases
+    naive = data.resample(imu, t, t_out)  # without the rate there is no band-limiting: it aliases
     assert np.abs(naive[:, 2] - np.sin(2 * np.pi * t_out)).max() > 0.05
-
-
-def test_resample_rejects_wrong_channels():
-    with pytest.raises(ValueError, match="6"):
-        data.resample_imu(np.zeros((10, 3)), np.arange(10.0), np.arange(5.0))
 
 
 @pytest.mark.parametrize("video_mode", ["clip_1frame", "clip_avg_frames"])
@@ -152,19 +148,19 @@ def test_sliding_windows_have_no_text(one, tmp_path):
     expected = [s for s in np.arange(0, 16, 2.0) if s + 4 < 14.2 or s > 14.7]
     assert starts == pytest.approx(expected)
     assert ds.text_emb is None and set(ds.texts) == {""}
-    item = ds[0]
-    assert torch.equal(item["text_emb"], torch.zeros(4)) and item["text"] == ""
+    batch = ds.batch([0, 1])
+    assert torch.equal(batch["text_emb"], torch.zeros(2, 4)) and batch["text"] == ["", ""]
 
 
-def test_batch_matches_getitem_and_collate(one, tmp_path):
+def test_batch_serves_the_indexed_windows(one, tmp_path):
     ds = WindowDataset(one, "all", WindowConfig(rate_hz=40.0), FakeCLIP(), cache_dir=tmp_path / "cache")
     idx = np.array([2, 0, 2])
-    fast, slow = ds.batch(idx), data.collate([ds[i] for i in idx])
-    assert fast.keys() == slow.keys() == {"imu", "video_emb", "text_emb", "text", "label", "window_id"}
-    for k in ("imu", "video_emb", "text_emb", "label"):
-        assert fast[k].dtype == slow[k].dtype and torch.equal(fast[k], slow[k])
-    assert fast["text"] == slow["text"] and fast["window_id"] == slow["window_id"]
-    assert fast["imu"].shape == (3, 6, 200)
+    batch = ds.batch(idx)
+    assert batch.keys() == {"imu", "video_emb", "text_emb", "text", "label", "window_id"}
+    assert batch["imu"].shape == (3, 6, 200) and batch["imu"].dtype == torch.float32
+    for key, full in (("imu", ds.imu), ("video_emb", ds.video_emb), ("text_emb", ds.text_emb), ("label", ds.labels)):
+        assert torch.equal(batch[key], torch.from_numpy(full[idx]))
+    assert batch["text"] == [ds.texts[i] for i in idx] and batch["window_id"] == [ds.window_ids[i] for i in idx]
 
 
 @pytest.fixture
@@ -177,22 +173,27 @@ def many(tmp_path):
     return root
 
 
-def test_split_is_by_recording_and_deterministic(many, tmp_path):
+def test_split_is_by_recording_and_a_pure_function_of_its_id(many, tmp_path):
     clip = FakeCLIP()
-    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0, val_frac=0.3, test_frac=0.3)
     parts = {s: WindowDataset(many, s, cfg, clip, cache_dir=tmp_path / "c") for s in ("train", "val", "test")}
     recs = {s: set(d.recording_ids) for s, d in parts.items()}
-    assert all(recs.values())  # 7 recordings: every split has at least one
+    assert all(recs.values())  # these 7 recordings hash into every split
     assert not (recs["train"] & recs["val"] or recs["train"] & recs["test"] or recs["val"] & recs["test"])
     assert recs["train"] | recs["val"] | recs["test"] == {f"r{k}" for k in range(7)}
     assert sum(len(d) for d in parts.values()) == len(WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "c"))
     again = WindowDataset(many, "test", cfg, clip, cache_dir=tmp_path / "c")
     assert again.window_ids == parts["test"].window_ids
     calls = clip.image_calls
-    seeds = [frozenset(WindowDataset(many, "test", WindowConfig(window_sec=2.0, rate_hz=50.0, split_seed=seed),
-                                     clip, cache_dir=tmp_path / "c").recording_ids) for seed in range(4)]
-    assert clip.image_calls == calls  # the split is chosen on load: one cache serves every seed
-    assert len(set(seeds)) > 1  # and the seed does move recordings between splits
+    wider = WindowDataset(many, "test", WindowConfig(window_sec=2.0, rate_hz=50.0, val_frac=0.3, test_frac=0.5),
+                          clip, cache_dir=tmp_path / "c")
+    assert clip.image_calls == calls  # the split is chosen on load: one cache serves every fraction
+    assert set(wider.recording_ids) > recs["test"]  # a larger test fraction only adds to the test split
+    for k in range(7, 30):  # adding recordings never moves an existing one to another split
+        make_recording(many / f"r{k}", duration=8.0, imu_hz=100.0, narrations=[(4.0, "#C C waits")], seed=k)
+    grown = {s: set(WindowDataset(many, s, cfg, clip, cache_dir=tmp_path / "c").recording_ids) for s in recs}
+    assert all(grown[s] & {f"r{k}" for k in range(7)} == recs[s] for s in recs)
+    assert all(grown[s] > recs[s] for s in recs)  # and the new ones land in every split
 
 
 def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
@@ -200,7 +201,7 @@ def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
     cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
     clip = FakeCLIP()
     first = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
-    assert (clip.image_calls, clip.text_calls) == (1, 1)  # all frames in one call, all distinct texts in one
+    assert clip.images == len(set(first.frame_index)) and clip.text_calls == 1  # each frame and text embedded once
     assert first.report["distinct_texts"] == 15  # "waits" is shared by the 7 recordings
 
     def calls(cfg, clip, root=many):
@@ -234,16 +235,19 @@ def test_damaged_cache_file_is_rebuilt(many, tmp_path, capsys):
         f.truncate(imu_file.stat().st_size // 2)
     capsys.readouterr()
     again = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not again.cache_reused and clip.image_calls == 2
+    assert not again.cache_reused and clip.images == 2 * len(set(first.frame_index))
     assert "rebuilding" in capsys.readouterr().err
     np.testing.assert_array_equal(again.imu, first.imu)
-    emb_file = first.cache_path / "video_emb.npy"  # same size, one byte flipped
-    raw = bytearray(emb_file.read_bytes())
-    raw[-1] ^= 0xFF
-    emb_file.write_bytes(bytes(raw))
+    np.save(first.cache_path / "video_emb.npy", first.video_emb[:-1])  # a readable array with one row missing
     third = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not third.cache_reused
+    assert not third.cache_reused and "rebuilding" in capsys.readouterr().err
     np.testing.assert_array_equal(third.video_emb, first.video_emb)
+    shutil.rmtree(first.cache_path)
+    first.cache_path.write_text("not a directory")  # the cache directory replaced by a file
+    fourth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
+    assert not fourth.cache_reused and first.cache_path.is_dir()
+    np.testing.assert_array_equal(fourth.imu, first.imu)
+    assert not list((tmp_path / "cache").glob(".*tmp-*"))  # no temporary left behind
 
 
 def test_export_and_load_labelled(many, tmp_path):
