@@ -2095,7 +2095,7 @@ def _read_speech(path, t0_ns, duration):
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         words = sorted((int(r["startTime_ns"]), int(r["endTime_ns"]), r["written"].strip()) for r in rows)
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
+    except (OSError, csv.Error, AttributeError, KeyError, TypeError, ValueError) as e:  # a short row: None
         raise DataError(f"{path}: not an AEA speech.csv with startTime_ns,endTime_ns,written ({e!r})") from None
     utterances = []
     for start, end, text in words:
@@ -2138,6 +2138,8 @@ def _read_vrs(path, imu_label, size):
     R = _quarter_turns(k) @ R_dev_cam.T @ imu_cal.get_transform_device_imu().rotation().to_matrix()
     samples = [provider.get_imu_data_by_index(imu_sid, i) for i in range(provider.get_num_data(imu_sid))]
     valid = [s for s in samples if s.accel_valid and s.gyro_valid]
+    if len(valid) < 2:
+        raise DataError(f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
     imu = np.array([np.concatenate([imu_cal.raw_to_rectified_accel(np.array(s.accel_msec2)).ravel(),
                                     imu_cal.raw_to_rectified_gyro(np.array(s.gyro_radsec)).ravel()])
                     for s in valid]).reshape(-1, 2, 3)  # (N, 2, 3): acc, gyro in the IMU's frame
@@ -2178,6 +2180,8 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
                     imu_ns, values, frames_ns, frames, info = _read_vrs(vrs, ARIA_IMU[imu], size)
                 except ImportError:
                     raise DataError(f"the Aria import needs projectaria-tools: {ARIA_INSTALL}") from None
+                except RuntimeError as e:  # the reader's own failures
+                    raise DataError(f"{vrs}: projectaria-tools could not read it ({e})") from None
             log.seek(0)
             lost = re.search(r"(\d+) records are beyond the end of the file", log.read())
         t0 = info["t0_device_ns"]
@@ -2197,10 +2201,6 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
               + (f"; truncated file: {lost[1]} records past its end are lost" if lost else ""))
         report[rec_id] = info
     return report
-
-
-def _run_aria(args):
-    import_aria(args.vrs, args.out, args.imu, args.size, args.narrations)
 
 
 # ----- command line --------------------------------------------------------------------------------------
@@ -2230,7 +2230,7 @@ def _add_window_commands(sub):
     p.add_argument("--imu", choices=tuple(ARIA_IMU), default="right", help="IMU stream (default: %(default)s)")
     p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
     p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
-    p.set_defaults(run=_run_aria)
+    p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
