@@ -108,7 +108,7 @@ def test_a_window_of_the_clip_goes_through_the_dataset_and_the_encoder(imported,
     first = rec.imu[(rec.imu_t >= start) & (rec.imu_t < start + 0.2)].mean(axis=0)  # from the 1 kHz recording
     np.testing.assert_allclose(ds.imu[0].mean(axis=1), first, atol=0.05)  # channel order and units survive
     encoder = IMUEncoder(IMUEncoderConfig(kernel_sizes=(3,), pool_kernel=2, channels=8, feature_groups=2,
-                                          gru_hidden=16, embed_dim=clip.embed_dim))
+                                          embed_dim=clip.embed_dim))
     z = encoder(ds.batch(np.arange(len(ds)))["imu"])
     assert z.shape == (len(ds), clip.embed_dim) and torch.isfinite(z).all()
 
