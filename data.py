@@ -263,7 +263,7 @@ def _load_npy(path):
         raise DataError(f"{path}: missing file")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: not a readable .npy array ({e})") from None
 
 
@@ -1336,6 +1336,7 @@ def _add_world_commands(sub):
 CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
 EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 SPLITS = ("train", "val", "test", "all")
+MAX_EXPORT_BYTES = 4 * 2**30  # export-labelled refuses to write a larger .npz
 
 
 @dataclass
@@ -1721,7 +1722,9 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
                         f"got [{labels.min()}, {labels.max()}]")
     if src_rate.shape != () or not np.isfinite(src_rate) or float(src_rate) <= 0:
         raise DataError(f"{path}: rate_hz must be one positive number, got {src_rate!r}")
-    if not np.isfinite(imu.astype(np.float32)).all():  # what overflows float32 becomes inf there
+    with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
+        finite = np.isfinite(imu.astype(np.float32)).all()
+    if not finite:
         raise DataError(f"{path}: imu contains NaN, inf or values beyond float32's range")
     if "split" in data:
         split = data["split"]
@@ -1747,6 +1750,11 @@ def export_labelled(root, out, cfg=None):
     paths = list_recordings(root)
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
+    n = sum(max(0, int((min(r.imu_t[-1], r.frames_t[-1]) - cfg.window_sec) / cfg.stride_sec) + 1) for r in recs)
+    if n * 6 * cfg.num_samples * 4 > MAX_EXPORT_BYTES:  # refused before anything is allocated
+        raise DataError(f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
+                        f"({n * 6 * cfg.num_samples * 4 / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; "
+                        f"use a larger --stride-sec")
     imu, labels, split = [], [], []
     report = {"recordings": len(recs), "candidates": 0, "unlabelled": 0,
               "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0}}
@@ -1788,9 +1796,16 @@ _MISSING = ("", "null", "nan", "none", "na")
 
 
 def _read_ego4d_csv(path, chunk_rows=200_000):
-    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing.
-    Parsed in chunks of text, so an hour of 200 Hz IMU never needs the whole file as strings."""
-    with open(path, newline="") as f:
+    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing."""
+    try:
+        return _parse_ego4d_csv(path, chunk_rows)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
+
+
+def _parse_ego4d_csv(path, chunk_rows):
+    """Parsed in chunks of text, so an hour of 200 Hz IMU never needs the whole file as strings."""
+    with open(path, newline="", encoding="utf-8") as f:
         header = f.readline().strip()
         if not header:
             raise DataError(f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
@@ -1873,10 +1888,14 @@ def _ego4d_narrations(path, narr_json, uid):
     entry = narr_json.get(uid, {})
     total, kept = 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
-        for n in (entry.get(pass_name) or {}).get("narrations", []):
+        try:
+            narrations = (entry.get(pass_name) or {}).get("narrations", [])
+        except AttributeError:
+            raise DataError(f"{path}: video {uid}'s {pass_name} is not an object with a narrations list") from None
+        for n in narrations:
             total += 1
             try:
-                text, t = n["narration_text"], float(n["timestamp_sec"])
+                text, t = str(n["narration_text"]), float(n["timestamp_sec"])
             except (KeyError, TypeError, ValueError):
                 raise DataError(f"{path}: video {uid} has a narration without narration_text/timestamp_sec: "
                                 f"{str(n)[:80]}") from None
@@ -1915,33 +1934,44 @@ def import_ego4d(root, out, videos=None, size=224):
         if not videos:
             raise DataError(f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
     report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
-    out.mkdir(parents=True, exist_ok=True)
-    for uid in videos:
-        csv_path = imu_dir / f"{uid}.csv"
-        mp4 = _ego4d_file(root, f"v1/full_scale/{uid}.mp4", f"v2/full_scale/{uid}.mp4")
-        if not csv_path.exists():
-            raise DataError(f"{csv_path}: no IMU CSV for video {uid}")
-        if mp4 is None:
-            raise DataError(f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
-        t_ms, values = _read_ego4d_csv(csv_path)
-        with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
-            frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
-            frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
-            duration = len(frames) / EGO4D_FPS
-            imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
-            narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
-            rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-            meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "ego4d",
-                    "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
-                    "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
-                    "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                    "scene": None, "seed": None, "person": None, "ego4d": {"video_uid": uid, "import": rep}}
-            write_recording(out / uid, imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t,
-                            narrations=narrations, segments=[], meta=meta)
-        report["videos"][uid] = rep
-        print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
-              f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
+    made = not out.exists()
+    try:
+        for uid in videos:
+            _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report)
+    except BaseException:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed import leaves no empty dataset directory behind
+        raise
     return report
+
+
+def _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report):
+    """One Ego4D video -> out/<uid>, its import report in report["videos"][uid]."""
+    csv_path = imu_dir / f"{uid}.csv"
+    mp4 = _ego4d_file(root, f"v1/full_scale/{uid}.mp4", f"v2/full_scale/{uid}.mp4")
+    if not csv_path.exists():
+        raise DataError(f"{csv_path}: no IMU CSV for video {uid}")
+    if mp4 is None:
+        raise DataError(f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+    t_ms, values = _read_ego4d_csv(csv_path)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
+        frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
+        frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
+        duration = len(frames) / EGO4D_FPS
+        imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
+        narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
+        rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
+        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "ego4d",
+                "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
+                "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
+                "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
+                "scene": None, "seed": None, "person": None, "ego4d": {"video_uid": uid, "import": rep}}
+        write_recording(out / uid, imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t,
+                        narrations=narrations, segments=[], meta=meta)
+    report["videos"][uid] = rep
+    print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
+          f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
 
 
 # ----- Aria import --------------------------------------------------------------------------------------
@@ -2127,6 +2157,11 @@ def _run_ego4d(args):
 
 def _run_export_labelled(args):
     cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
+    from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
+    shortest = IMUEncoder(IMUEncoderConfig()).min_samples()
+    if cfg.num_samples < shortest:
+        raise DataError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives {cfg.num_samples} "
+                        f"samples; the IMU encoder needs at least {shortest}")
     print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
@@ -2151,7 +2186,7 @@ def _add_window_commands(sub):
     for f in fields(WindowConfig):
         if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"):
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
-                           help="default: %(default)s")
+                           help=f"{f.metadata['help']} (default: %(default)s)")
     p.set_defaults(run=_run_export_labelled)
 
 
@@ -2164,9 +2199,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_world_commands(sub)  # synth, show
-    _add_window_commands(sub)  # ego4d, export-labelled
+    _add_window_commands(sub)  # ego4d, aria, export-labelled
     args = parser.parse_args(argv)
     try:
+        out = Path(args.out)  # a directory for synth, ego4d and aria; a file for show and export-labelled
+        if args.command in ("synth", "ego4d", "aria") and out.exists() and not out.is_dir():
+            raise DataError(f"--out {out}: exists and is not a directory")
+        if args.command in ("show", "export-labelled") and out.is_dir():
+            raise DataError(f"--out {out}: is a directory, not a file to write")
+        if getattr(args, "size", 1) < 1:
+            raise DataError(f"--size {args.size}: must be a positive number of pixels")
+        if args.command == "show" and not (100 <= args.width <= 8000 and 100 <= args.height <= 8000):
+            raise DataError(f"--width {args.width} --height {args.height}: each must be in [100, 8000] pixels")
         args.run(args)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

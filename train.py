@@ -281,18 +281,18 @@ def main(argv=None):
             clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None,
                                                                device=str(device),
                                                                require_pretrained=cfg.require_pretrained))
+            torch.manual_seed(cfg.seed)
+            encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
+                                                  **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
             window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
                                            video_mode=cfg.video_mode)
+            if encoder.output_length(window_cfg.num_samples) < 1:
+                raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
+                                 f"{window_cfg.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
             train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window_cfg, clip, world))
             cfg.data = str(train_set.root.resolve())
             if ckpt is not None:
                 check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
-            torch.manual_seed(cfg.seed)
-            encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
-                                                  **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
-            if encoder.output_length(train_set.imu.shape[-1]) < 1:
-                raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
-                                 f"{train_set.imu.shape[-1]} samples; the encoder needs at least {encoder.min_samples()}")
             trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
         except ValueError as e:  # bad flags or data (data.DataError is a ValueError): one line, exit code 2
             fail(rank, str(e), 2)

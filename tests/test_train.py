@@ -243,28 +243,29 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
         [r["loss"] for r in _log(full_run, "train") if r["epoch"] > 2]
 
 
-def _one_step_worker(rank, world, store, out_dir, gather):
-    """One training step of 16 windows on each of 2 gloo processes, through train.py's own pieces, in float64."""
+def _one_step_worker(rank, world, store, out_dir):
+    """One training step of 16 windows on each of 2 gloo processes, through train.py's own pieces, in float64:
+    with the gather (as train.py runs) and without it (each process sees only its own 16 negatives)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    trainable, batch = _float64_step_inputs()
-    ddp = DistributedDataParallel(trainable)  # averages the gradients over processes in backward
-    rows = slice(rank * 16, (rank + 1) * 16)
-    step_loss, _, _ = train.batch_loss(ddp, {k: v[rows] for k, v in batch.items()}, ["video", "text"], "cpu",
-                                       gather=gather)
-    step_loss.backward()
-    mean_loss = step_loss.detach().clone()
-    dist.all_reduce(mean_loss)
-    torch.save({"loss": mean_loss / world, "grads": {n: p.grad for n, p in trainable.named_parameters()}},
-               f"{out_dir}/rank{rank}.pt")
+    for gather in (True, False):
+        trainable, batch = _float64_step_inputs()
+        ddp = DistributedDataParallel(trainable)  # averages the gradients over processes in backward
+        rows = slice(rank * 16, (rank + 1) * 16)
+        step_loss, _, _ = train.batch_loss(ddp, {k: v[rows] for k, v in batch.items()}, ["video", "text"], "cpu",
+                                           gather=gather)
+        step_loss.backward()
+        mean_loss = step_loss.detach().clone()
+        dist.all_reduce(mean_loss)
+        torch.save({"loss": mean_loss / world, "grads": {n: p.grad for n, p in trainable.named_parameters()}},
+                   f"{out_dir}/rank{rank}-gather{gather}.pt")
     dist.destroy_process_group()
 
 
 def _float64_step_inputs():
     """A small encoder with a learned temperature, and a global batch of 32 windows, the same on every process."""
     torch.manual_seed(0)
-    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16)),
-                                Temperature(0.1, learn=True)).double()
+    trainable = train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16)), Temperature(0.1, learn=True)).double()
     g = torch.Generator().manual_seed(1)
     batch = {"imu": torch.randn(32, 6, 100, generator=g, dtype=torch.float64),
              "video_emb": torch.randn(32, 16, generator=g, dtype=torch.float64),
@@ -272,24 +273,21 @@ def _float64_step_inputs():
     return trainable, batch
 
 
-@pytest.mark.parametrize("gather", [True, False])
-def test_one_step_on_two_processes_equals_one_process(tmp_path, gather):
+def test_one_step_on_two_processes_equals_one_process(tmp_path):
     """2 x 16 windows with gathered negatives = 1 x 32 windows, for one step, exactly (float64): the same loss and
-    the same gradient of every parameter after DDP's all-reduce. Without the gather (each process sees only its
-    own 16 negatives) both differ, so this check fails when the gather is removed."""
-    mp.spawn(_one_step_worker, args=(2, str(tmp_path / "store"), str(tmp_path), gather), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    the same gradient of every parameter after DDP's all-reduce. Without the gather both differ, so this check
+    fails when the gather is removed."""
+    mp.spawn(_one_step_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     trainable, batch = _float64_step_inputs()
     one_loss, _, _ = train.batch_loss(trainable, batch, ["video", "text"], "cpu")
     one_loss.backward()
-    for r in ranks:
-        same_loss = r["loss"].item() == pytest.approx(one_loss.item(), rel=1e-12)
-        same_grads = [torch.allclose(r["grads"][n], p.grad, rtol=1e-9, atol=1e-12 * p.grad.abs().max().item())
-                      for n, p in trainable.named_parameters()]
-        if gather:
-            assert same_loss and all(same_grads)
-        else:
-            assert not same_loss and not any(same_grads)
+    for gather in (True, False):
+        for rank in range(2):
+            r = torch.load(tmp_path / f"rank{rank}-gather{gather}.pt", weights_only=True)
+            same_loss = r["loss"].item() == pytest.approx(one_loss.item(), rel=1e-12)
+            same_grads = [torch.allclose(r["grads"][n], p.grad, rtol=1e-9, atol=1e-12 * p.grad.abs().max().item())
+                          for n, p in trainable.named_parameters()]
+            assert (same_loss and all(same_grads)) if gather else not (same_loss or any(same_grads))
 
 
 def test_two_processes_under_torchrun_run_end_to_end_close_to_one_process(full_run, dataset, tmp_path):
