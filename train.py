@@ -39,10 +39,8 @@ from model import CHECKPOINT_VERSION, IMUEncoder, IMUEncoderConfig, load_checkpo
 
 TARGETS = {"video": "video_emb", "text": "text_emb"}  # target modality -> WindowDataset batch key
 ENCODER_FLAGS = ("same_padding", "relu", "conv_bias", "projection")  # IMUEncoderConfig fields set by flags
-# Flags that must be the same when resuming, for the resumed run to equal an uninterrupted one.
-RESUME_MUST_MATCH = ("modalities", "data", "batch_size", "lr", "weight_decay", "warmup_steps", "cosine", "grad_clip",
-                     "window_sec", "rate_hz", "windows", "video_mode", "temperature", "learn_temperature", "seed",
-                     *ENCODER_FLAGS)
+# The flags --resume may change; every other one must match, for the resumed run to equal an uninterrupted one.
+RESUME_MAY_CHANGE = ("out", "epochs", "clip_weights", "require_pretrained", "device", "resume", "log_every")
 
 
 @dataclass
@@ -226,7 +224,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
         raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
-    for name in RESUME_MUST_MATCH:
+    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE):
         if ckpt["config"].get(name) != getattr(cfg, name):
             raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
                              f"not {getattr(cfg, name)}; resume with the same flags")
@@ -241,17 +239,6 @@ def load_splits(cfg: TrainConfig, window_cfg, clip, world: int):
         raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
                              f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
     return train_set, val_set
-
-
-def banner(cfg, clip, train_set, val_set, encoder, world, device) -> str:
-    """The first log line; loud when the CLIP towers are random-init."""
-    info, bar = clip.info(), "!" * 100
-    loud = (f"{bar}\n!!! CLIP {info['name']} is RANDOM-INIT (no pretrained weights): the encoder learns to match a "
-            f"random network's\n!!! embeddings. Fine for a smoke test; meaningless for the paper's results.\n{bar}\n"
-            if info["weights_source"] == "random-init" else "")
-    return (f"{loud}train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source']}, sha256 {info['sha256']}) "
-            f"| {len(train_set)} train / {len(val_set)} val windows from {cfg.data} | encoder "
-            f"{num_parameters(encoder):,} parameters | {world} process(es) on {device}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,7 +311,10 @@ def main(argv=None):
                       file=sys.stderr)
                 (out / "log.jsonl").unlink()  # a fresh run starts a fresh log
             data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
-        log(header, banner(cfg, clip, train_set, val_set, encoder, world, device))
+        info = clip.info()  # clip_vendor has already warned loudly if its towers are random-init
+        log(header, f"train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source'].upper()}, sha256 "
+            f"{info['sha256']}) | {len(train_set)} train / {len(val_set)} val windows from {cfg.data} | encoder "
+            f"{num_parameters(encoder):,} parameters | {world} process(es) on {device}")
 
         # ---- the loop -----------------------------------------------------------------------------------------
         B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
