@@ -217,16 +217,19 @@ class CLIP(nn.Module):
         L = self.config.context_length
         if tokens.dim() != 2 or tokens.shape[1] != L:
             raise ValueError(f"encode_text expects (B, {L}) token ids, got {tuple(tokens.shape)}")
-        x = self.token_embedding(tokens)  # (B, L) -> (B, L, W)
-        # Causal mask, additive: -inf above the diagonal, so token i attends to tokens 0..i only.
-        # Made per call (L x L is tiny) rather than stored, as it is not part of OpenAI's checkpoints.
-        causal = torch.full((L, L), float("-inf"), device=x.device).triu_(1)  # (L, L)
-        x = self.transformer(x + self.positional_embedding, causal)  # (B, L, W)
-        x = self.ln_final(x)  # (B, L, W)
         # Pool at the end-of-text token: it has the largest id (49407), and under the causal mask it is
         # the first position that has seen the whole caption.
         eot = tokens.argmax(dim=-1)  # (B,)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, L, W) -> (B, W)
+        # Under the causal mask no position sees a later one, so the padding after the longest caption's
+        # end-of-text token cannot change any pooled feature: run only the first n <= L positions.
+        n = int(eot.max()) + 1
+        x = self.token_embedding(tokens[:, :n])  # (B, n) -> (B, n, W)
+        # Causal mask, additive: -inf above the diagonal, so token i attends to tokens 0..i only.
+        # Made per call (n x n is tiny) rather than stored, as it is not part of OpenAI's checkpoints.
+        causal = torch.full((n, n), float("-inf"), device=x.device).triu_(1)  # (n, n)
+        x = self.transformer(x + self.positional_embedding[:n], causal)  # (B, n, W)
+        x = self.ln_final(x)  # (B, n, W)
+        x = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, n, W) -> (B, W)
         return x @ self.text_projection  # (B, W) -> (B, D)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

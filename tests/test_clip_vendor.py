@@ -183,6 +183,21 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys():
         config_from_state_dict({k: v for k, v in sd.items() if k != "visual.conv1.weight"})
 
 
+def test_text_tower_runs_only_up_to_the_longest_caption_and_matches_the_full_pass():
+    """The speed-up: the transformer sees the first n = (longest caption + 1) positions, not all 77, and the
+    features equal the reference's full 77-position pass."""
+    sd = tiny_state_dict(seed=3)
+    model = clip_vendor.build_model(sd)
+    tokens = clip_vendor.tokenize(["a person walks", "c picks up the cup from the kitchen table and looks at it", ""])
+    longest = int(tokens.argmax(dim=-1).max()) + 1
+    seen = []
+    model.transformer.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    with torch.inference_mode():
+        txt = model.encode_text(tokens)
+    assert seen == [longest] and longest < 20
+    torch.testing.assert_close(txt, ref_encode_text(sd, tokens), atol=1e-5, rtol=1e-5)
+
+
 def test_text_features_pool_at_end_of_text_under_a_causal_mask():
     model, _ = clip_vendor.load("tiny")
     tokens = clip_vendor.tokenize(["a cat on a mat", "a dog"])
