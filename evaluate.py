@@ -43,13 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 import data
 from clip_vendor import FrozenCLIP
 from loss import parse_modalities
 from model import IMUEncoder, encoder_from_checkpoint, load_checkpoint, resolve_device
+from world.preview import draw_signals
 
 RECALL_AT = (1, 10, 50)  # the R@k reported for every retrieval direction (paper Tables 1-2)
 METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # retrieval metrics, table columns
@@ -516,7 +517,7 @@ def pick_examples(n, how_many, seed):
 def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
     in green; when the right frame is not among them, it follows after a gap with its rank."""
-    font, small = data.pil_font(14), data.pil_font(12)
+    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
@@ -535,7 +536,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     draw.text((pad, 6), title, fill=INK, font=font)
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
-        canvas.paste(data.draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
+        canvas.paste(draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
         draw.text((pad, y + tile + 4), textwrap.shorten(test.texts[i] or "(no narration)", 40), fill=INK, font=small)
         shown = list(enumerate(top[r].tolist()))  # (position, window) of the top k
         if not any(by_video[c] == by_video[i] for _, c in shown):
@@ -553,7 +554,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
 def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
     narrations under them; windows with the queried narration are outlined."""
-    font, small = data.pil_font(14), data.pil_font(12)
+    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
     top = _top(test.text_emb[queries], imu_emb, k)  # (Q, k)
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
@@ -569,7 +570,7 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
         for j, c in enumerate(top[r].tolist()):
             right = test.texts[c] == test.texts[i]
             x = pad + j * (w + 8 + pad)
-            plot_img = data.draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
+            plot_img = draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
             canvas.paste(_framed(plot_img, RIGHT if right else OTHER), (x, y + 22))
             for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
                 draw.text((x, y + 22 + h + 10 + 16 * n), line, fill=RIGHT if right else INK, font=small)
@@ -588,7 +589,7 @@ def draw_confusion(confusion, class_names, title, cell=44):
     """A confusion matrix (rows: true class, columns: predicted class), cells shaded by their share of the row."""
     m = np.asarray(confusion)
     K = len(class_names)
-    font, small = data.pil_font(14), data.pil_font(12)
+    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
     labels = [_vertical_text(name, small) for name in names]
     left = 30 + max(int(small.getlength(name)) for name in names)

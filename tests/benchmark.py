@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import clip_vendor  # noqa: E402  (after the path fix, so the script runs from anywhere)
 import data  # noqa: E402
+import world  # noqa: E402
 from loss import multimodal_loss  # noqa: E402
 from model import IMUEncoder, IMUEncoderConfig  # noqa: E402
 
@@ -94,7 +95,7 @@ def bench_clip(cfg: BenchConfig) -> dict:
 
 def bench_synth(work: Path) -> dict:
     start = time.perf_counter()
-    paths = data.synthesize(work / "synthetic", data.SynthConfig())
+    paths = world.synthesize(work / "synthetic", world.SynthConfig())
     seconds = time.perf_counter() - start
     return {"recordings": len(paths), "seconds": round(seconds, 1), "disk_mb": round(du_mb(work / "synthetic"), 1)}
 

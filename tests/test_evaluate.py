@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import evaluate as ev
+import world
 from model import IMUEncoder, IMUEncoderConfig
 
 
@@ -216,7 +217,7 @@ def world(tmp_path_factory):
     mp.setenv("IMU2CLIP_OFFLINE", "1")
     tmp = tmp_path_factory.mktemp("evaluate")
     root = tmp / "world"
-    data.synthesize(root, data.SynthConfig(recordings=7, minutes=0.5, width=16, height=16, workers=1))
+    world.synthesize(root, world.SynthConfig(recordings=7, minutes=0.5, width=16, height=16, workers=1))
     clip = FrozenCLIP("tiny")
     window = data.WindowConfig(window_sec=2.0, rate_hz=50.0)
     torch.manual_seed(0)

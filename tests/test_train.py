@@ -19,6 +19,7 @@ import data
 import loss
 import model
 import train
+import world
 from loss import Temperature
 from model import IMUEncoder, IMUEncoderConfig
 
@@ -137,7 +138,7 @@ FLAGS = ["--clip", "tiny", "--modalities", "imu,video,text", "--window-sec", "2"
 def dataset(tmp_path_factory):
     import data
     root = tmp_path_factory.mktemp("synthetic")
-    data.synthesize(root, data.SynthConfig(recordings=24, minutes=1.0, width=16, height=16, workers=2))
+    world.synthesize(root, world.SynthConfig(recordings=24, minutes=1.0, width=16, height=16, workers=2))
     return root
 
 

@@ -1,4 +1,4 @@
-"""Tests of the recording format and the synthetic egocentric world (data.py, section 1).
+"""Tests of the recording format (data.py, section 1) and the synthetic egocentric world (world/).
 
 The physics checks compare the written sensors with the true head trajectory: gravity in the accelerometer,
 gyro integration, double integration of the accelerometer, and the horizon in rendered frames.
@@ -7,15 +7,21 @@ Run: .venv/bin/python -m pytest -q tests/test_world.py
 """
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import data
+import world
+from world import motion, people, scenes
+from world.preview import draw_signals
 
-CFG = data.SynthConfig(recordings=3, minutes=0.5, width=24, height=24, workers=1)
+CFG = world.SynthConfig(recordings=3, minutes=0.5, width=24, height=24, workers=1)
 TOUR = data.ACTIVITIES  # a posture-consistent sequence: ... sitting down, standing up, ...
 
 # Words that a narration of each activity must contain one of.
@@ -28,13 +34,13 @@ VERBS = {"walking": ("walk", "stroll", "moves", "turns"), "running": ("run", "jo
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    return out, data.synthesize(out, CFG)
+    return out, world.synthesize(out, CFG)
 
 
 @pytest.fixture(scope="module")
 def tour():
     """One recording that goes through every activity, with its ground truth, sensed at the IMU rate."""
-    plan, traj, rec = data.synthesize_recording(CFG, 0, activities=TOUR)
+    plan, traj, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
     step = int(round(CFG.sim_rate_hz / CFG.imu_rate_hz))
     k = np.arange(len(rec["imu"])) * step  # IMU samples on the dense grid
     bias = np.array(rec["meta"]["imu_bias"]["acc"] + rec["meta"]["imu_bias"]["gyro"])
@@ -65,12 +71,12 @@ def test_accelerometer_at_rest_reads_gravity_in_the_sensor_frame(tour):
     rest = np.flatnonzero((rec["imu_t"] > s.start + 1.5) & (rec["imu_t"] < s.end - 0.5))
     acc = imu[rest, :3]
     norm = np.linalg.norm(acc, axis=1)
-    assert abs(norm.mean() - data.G) < 0.02
-    assert np.all(np.abs(norm - data.G) < 6 * CFG.acc_noise + 0.1)  # noise + micro-sway
+    assert abs(norm.mean() - motion.G) < 0.02
+    assert np.all(np.abs(norm - motion.G) < 6 * CFG.acc_noise + 0.1)  # noise + micro-sway
     up_in_sensor = R[rest, 2, :]  # R^T (0, 0, 1): the world z axis in sensor coordinates, (M, 3)
     cos = (acc * up_in_sensor).sum(axis=1) / norm
     assert np.mean(cos) > 0.9999
-    assert np.abs(acc - data.G * up_in_sensor).std() < 2 * CFG.acc_noise  # residual is the sensor noise
+    assert np.abs(acc - motion.G * up_in_sensor).std() < 2 * CFG.acc_noise  # residual is the sensor noise
     # the camera looks slightly down when standing: gravity shows on -y (down axis) and on z (forward)
     assert np.all(acc[:, 1] < -9.0)
 
@@ -99,7 +105,7 @@ def test_double_integrating_the_accelerometer_reproduces_the_displacement(tour):
         s = _segment(plan, label)
         for start in np.linspace(s.start + 0.2, s.end - 1.2, 3):
             i = int(np.searchsorted(rec["imu_t"], start))
-            a = np.einsum("nij,nj->ni", R[i:i + n + 1], imu[i:i + n + 1, :3]) + data.GRAVITY_WORLD  # (n+1, 3) world
+            a = np.einsum("nij,nj->ni", R[i:i + n + 1], imu[i:i + n + 1, :3]) + motion.GRAVITY_WORLD  # (n+1, 3) world
             vel = v[i] + np.concatenate([[np.zeros(3)], np.cumsum(0.5 * (a[1:] + a[:-1]), axis=0) * dt])
             pos = p[i] + np.sum(0.5 * (vel[1:] + vel[:-1]), axis=0) * dt
             assert np.linalg.norm(pos - p[i + n]) < 0.02, (label, start, pos - p[i + n])
@@ -108,12 +114,12 @@ def test_double_integrating_the_accelerometer_reproduces_the_displacement(tour):
 
 
 def _render_one(scene, pitch, roll=0.0, yaw=0.0, size=64, pos=(0.0, 0.0, 1.6)):
-    R = data.rotation(np.array([yaw]), np.array([pitch]), np.array([roll]))
-    return data.render_frames(scene, np.array([pos]), R, size, size, fov_deg=90.0)[0]
+    R = motion.rotation(np.array([yaw]), np.array([pitch]), np.array([roll]))
+    return scenes.render_frames(scene, np.array([pos]), R, size, size, fov_deg=90.0)[0]
 
 
 def test_horizon_row_follows_pitch_and_roll():
-    scene = replace(data.make_scene("park"), fog_max=0.0)
+    scene = replace(scenes.make_scene("park"), fog_max=0.0)
     size = 64
     f = size / 2  # focal length of a 90 degree horizontal field of view
     for pitch in (-0.35, -0.1, 0.0, 0.2, 0.45):
@@ -122,7 +128,7 @@ def test_horizon_row_follows_pitch_and_roll():
         expected = size / 2 + f * np.tan(pitch)  # looking up moves the horizon down the image
         assert np.all(np.abs(sky_rows - expected) <= 1.0), (pitch, sky_rows, expected)
     pitch, roll = 0.1, 0.3
-    R = data.rotation(np.array(0.0), np.array(pitch), np.array(roll))
+    R = motion.rotation(np.array(0.0), np.array(pitch), np.array(roll))
     frame = _render_one(scene, pitch, roll, size=size).astype(int)
     u = (np.arange(size) + 0.5 - size / 2) / f
     boundary = size / 2 - f * (R[2, 0] * u + R[2, 2]) / R[2, 1]  # where world z of the ray is 0
@@ -132,7 +138,7 @@ def test_horizon_row_follows_pitch_and_roll():
 
 
 def test_yaw_pans_and_walking_forward_enlarges_an_object():
-    pillar = replace(data.make_scene("street"), fog_max=0.0, kinds=np.array([1]),
+    pillar = replace(scenes.make_scene("street"), fog_max=0.0, kinds=np.array([1]),
                      geom=np.array([[10.0, 0.0, 1.0, 0.0, 3.0, 0.0]]), colors=np.array([[1.0, 0.0, 0.0]]),
                      patterns=np.array([2]))
     size, f = 96, 48
@@ -153,7 +159,7 @@ def test_yaw_pans_and_walking_forward_enlarges_an_object():
 def test_plans_follow_posture_and_cover_all_activities():
     seen = set()
     for index in range(60):
-        plan = data.plan_recording(replace(CFG, minutes=2.0), index)
+        plan = people.plan_recording(replace(CFG, minutes=2.0), index)
         seated = plan.start_seated
         assert plan.segments[0].start == 0.0 and plan.segments[-1].end == pytest.approx(plan.duration)
         for a, b in zip(plan.segments[:-1], plan.segments[1:]):
@@ -202,20 +208,20 @@ def test_recordings_have_the_documented_layout(dataset):
     assert rec.imu.shape == (int(duration * CFG.imu_rate_hz), 6) and isinstance(rec.imu, np.memmap)
     assert rec.frames.shape == (int(duration * CFG.video_fps), CFG.height, CFG.width, 3)
     assert np.allclose(np.diff(rec.imu_t), 1 / CFG.imu_rate_hz) and np.allclose(np.diff(rec.frames_t), 0.1)
-    assert rec.meta["source"] == "synthetic" and rec.meta["scene"] in data.SCENES
+    assert rec.meta["source"] == "synthetic" and rec.meta["scene"] in world.SCENES
     assert rec.segments[0]["start"] == 0 and rec.segments[-1]["end"] == pytest.approx(duration)
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(dataset, tmp_path):
     out, paths = dataset
-    again = data.synthesize(tmp_path / "again", replace(CFG, workers=2))
+    again = world.synthesize(tmp_path / "again", replace(CFG, workers=2))
     assert [p.name for p in again] == [p.name for p in paths]
     for a, b in zip(paths, again):
         names = sorted(f.name for f in a.iterdir())
         assert names == sorted(f.name for f in b.iterdir())
         for name in names:
             assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
-    other = data.synthesize(tmp_path / "other", replace(CFG, recordings=1, seed=1))
+    other = world.synthesize(tmp_path / "other", replace(CFG, recordings=1, seed=1))
     assert (other[0] / "imu.npy").read_bytes() != (paths[0] / "imu.npy").read_bytes()
 
 
@@ -292,14 +298,14 @@ def test_draw_signals_plots_each_channel_where_its_values_are():
     imu = np.zeros((6, 400))
     imu[0, 200:] = 1.0  # acc x steps up half-way
     imu[1], imu[2] = -1.0, -0.5  # y and z elsewhere, so they do not hide x
-    img = np.asarray(data.draw_signals(imu, 300, 200, title="step")).astype(int)
+    img = np.asarray(draw_signals(imu, 300, 200, title="step")).astype(int)
     assert img.shape == (200, 300, 3)
     red = (img[..., 0] > 180) & (img[..., 1] < 100) & (img[..., 2] < 100)
     rows_left = np.flatnonzero(red[:100, 70:150].any(axis=1))
     rows_right = np.flatnonzero(red[:100, 200:280].any(axis=1))
     assert rows_left.size and rows_right.size and rows_left.mean() > rows_right.mean() + 10  # higher value, higher up
     with pytest.raises(ValueError):
-        data.draw_signals(np.zeros((3, 10)), 100, 100)
+        draw_signals(np.zeros((3, 10)), 100, 100)
 
 
 def test_show_cli_writes_a_png_of_the_requested_size(dataset, tmp_path, capsys):
@@ -331,3 +337,8 @@ def test_synth_cli_writes_a_readable_dataset(tmp_path):
                "--height", "16", "--workers", "1", "--seed", "3"])
     recs = data.list_recordings(tmp_path / "d")
     assert len(recs) == 2 and all(data.read_recording(r).meta["seed"] == 3 for r in recs)
+
+
+def test_data_reads_recordings_without_importing_the_world():
+    code = "import sys, data; assert 'world' not in sys.modules and not hasattr(data, 'SynthConfig')"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

@@ -1,0 +1,145 @@
+"""The synthetic egocentric world: the stand-in for Ego4D/Aria (paper section 4.1), which need a licence and terabytes.
+
+One simulated head trajectory of a person wearing camera+IMU glasses produces the IMU, the video and the
+narrations, so they agree: gravity in the accelerometer matches the horizon in the frames, the gyroscope's yaw
+rate matches the panning, walking speed matches the ground flowing past, and the narrations say what the body
+does. It plays the part clip_vendor/ plays for OpenAI's CLIP package: data.py only sees recordings on disk.
+
+  - world/people.py: persons, activity plans (a Markov chain of activity segments, 4-20 s; "standing up" only
+    from a seated posture) and Ego4D-style narrations, one every 2-4 s, each inside the segment it describes.
+  - world/motion.py: the head trajectory on a 1 kHz grid (C2 blends between segments) and the sensor physics:
+    acc = R^T (a_world - g_world) + bias + noise, gyro = vee(R^T dR/dt) + bias + noise, sampled at 200 Hz.
+  - world/scenes.py: park, kitchen and street scenes with objects along the path, ray-cast at 10 fps by a
+    90-degree pinhole camera in the IMU's frame.
+  - world/preview.py: the picture of a recording (any recording, not only synthetic ones).
+
+Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES.
+The recordings are written by data.write_recording, which validates them. The same seed gives byte-identical files.
+
+    python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
+    python data.py show data/synthetic/syn000_park --out preview.png
+"""
+import contextlib
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import data
+from data import flag
+from world.motion import head_trajectory, imu_from_trajectory
+from world.people import plan_recording
+from world.scenes import SCENES, make_scene, place_objects, render_frames
+
+
+@dataclass
+class SynthConfig:
+    """The synthetic egocentric world: how many recordings, how long, and how they are sensed."""
+    recordings: int = flag(48, "number of recordings; scenes are assigned in turn")
+    minutes: float = flag(2.0, "length of each recording")
+    seed: int = flag(0, "recording i is generated from the seed sequence (seed, i) alone")
+    width: int = flag(48, "stored frame width [px] (CLIP preprocessing upscales)")
+    height: int = flag(48, "stored frame height [px]")
+    fov_deg: float = flag(90.0, "horizontal field of view of the pinhole camera")
+    video_fps: float = flag(10.0, "video frame rate")
+    imu_rate_hz: float = flag(200.0, "IMU sample rate")
+    sim_rate_hz: float = flag(1000.0, "rate of the simulated head trajectory; a multiple of the IMU and video rates")
+    acc_noise: float = flag(0.02, "accelerometer white-noise std [m/s^2]")
+    gyro_noise: float = flag(0.003, "gyroscope white-noise std [rad/s]")
+    acc_bias: float = flag(0.05, "std of the constant per-recording accelerometer bias [m/s^2]")
+    gyro_bias: float = flag(0.005, "std of the constant per-recording gyroscope bias [rad/s]")
+    scenes: tuple = flag(SCENES, "scene types, assigned to recordings in turn", choices=SCENES)
+    workers: int = flag(2, "processes generating recordings in parallel (the output does not depend on it)")
+
+    def validate(self):
+        """Raise DataError listing every bad field."""
+        bad = []
+        if self.recordings < 1:
+            bad.append(f"recordings must be >= 1 (got {self.recordings})")
+        if not self.minutes * 60 >= 10:
+            bad.append(f"minutes must give at least 10 s per recording (got {self.minutes})")
+        if not (8 <= self.width <= 1024 and 8 <= self.height <= 1024):
+            bad.append(f"width and height must be in [8, 1024] (got {self.width}x{self.height})")
+        if not 10 <= self.fov_deg <= 170:
+            bad.append(f"fov_deg must be in [10, 170] (got {self.fov_deg})")
+        for rate in (self.imu_rate_hz, self.video_fps):
+            ratio = self.sim_rate_hz / rate if rate > 0 else 0.5
+            if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+                bad.append(f"sim_rate_hz ({self.sim_rate_hz}) must be a positive multiple of {rate}")
+        if min(self.acc_noise, self.gyro_noise, self.acc_bias, self.gyro_bias) < 0:
+            bad.append("noise and bias std must be >= 0")
+        unknown = [s for s in self.scenes if s not in SCENES]
+        if not self.scenes or unknown:
+            bad.append(f"scenes must be a non-empty subset of {SCENES} (got {tuple(self.scenes)})")
+        if self.workers < 1:
+            bad.append(f"workers must be >= 1 (got {self.workers})")
+        if bad:
+            raise data.DataError("SynthConfig: " + "; ".join(bad))
+
+
+def synthesize_recording(cfg, index, activities=None):
+    """Recording `index` of the synthetic world, in memory: (plan, trajectory, write_recording keyword args).
+
+    Three random streams, all from (seed, index): the plan, the objects and palette, the IMU noise.
+    `activities` forces the segment sequence (see plan_recording)."""
+    plan = plan_recording(cfg, index, activities)
+    traj = head_trajectory(plan, cfg.sim_rate_hz)
+    imu_t, acc, gyro = imu_from_trajectory(traj, cfg.imu_rate_hz)
+    noise = np.random.default_rng([cfg.seed, index, 1])
+    imu = np.concatenate([acc, gyro], axis=1) + plan.imu_bias  # (N, 6)
+    imu += noise.normal(size=imu.shape) * np.repeat([cfg.acc_noise, cfg.gyro_noise], 3)
+    scene_rng = np.random.default_rng([cfg.seed, index, 2])
+    scene = place_objects(make_scene(plan.scene, scene_rng), traj, scene_rng)
+    frames_t = np.arange(int(round(plan.duration * cfg.video_fps))) / cfg.video_fps  # (F,)
+    k = np.round(frames_t * cfg.sim_rate_hz).astype(int)  # frame times on the dense grid
+    cam_pos = traj.p[k] - np.stack([np.zeros_like(k), np.zeros_like(k), traj.floor[k]], axis=1)  # z above the floor
+    frames = render_frames(scene, cam_pos, traj.R[k], cfg.width, cfg.height, cfg.fov_deg)
+    meta = {
+        "source": "synthetic", "imu_rate_hz": float(cfg.imu_rate_hz), "video_fps": float(cfg.video_fps),
+        "duration_sec": plan.duration, "imu_frame": data.IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
+        "index": index, "person": plan.person,
+        "camera": {"model": "pinhole, principal point at the image centre, same frame as the IMU",
+                   "fov_deg": float(cfg.fov_deg), "width": cfg.width, "height": cfg.height},
+        "imu_bias": {"acc": [round(float(b), 6) for b in plan.imu_bias[:3]],
+                     "gyro": [round(float(b), 6) for b in plan.imu_bias[3:]]},
+        "imu_noise_std": {"acc": cfg.acc_noise, "gyro": cfg.gyro_noise},
+        "sim_rate_hz": float(cfg.sim_rate_hz), "objects": int(len(scene.kinds)),
+    }
+    segments = [{"start": s.start, "end": s.end, "label": s.label} for s in plan.segments]
+    record = dict(imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t, narrations=plan.narrations,
+                  segments=segments, meta=meta)
+    return plan, traj, record
+
+
+def recording_name(plan):
+    """Directory name of a synthetic recording, e.g. "syn007_street"."""
+    return f"syn{plan.index:03d}_{plan.scene}"
+
+
+def _synthesize_one(job):
+    cfg, index, out_dir = job
+    plan, _, record = synthesize_recording(cfg, index)
+    return data.write_recording(Path(out_dir) / recording_name(plan), **record)
+
+
+def synthesize(out_dir, cfg=None):
+    """Write cfg.recordings synthetic recordings into out_dir (same seed -> byte-identical files)."""
+    cfg = cfg or SynthConfig()
+    cfg.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(cfg, i, str(out_dir)) for i in range(cfg.recordings)]
+    workers = min(cfg.workers, cfg.recordings)
+    start, paths = time.perf_counter(), []
+    print(f"synth: {cfg.recordings} recordings x {cfg.minutes:g} min, {cfg.width}x{cfg.height} px, "
+          f"{workers} worker(s) -> {out_dir}", file=sys.stderr)
+    with (multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+        for path in pool.imap_unordered(_synthesize_one, jobs) if pool else map(_synthesize_one, jobs):
+            paths.append(path)
+            if len(paths) % max(1, cfg.recordings // 10) == 0 or len(paths) == cfg.recordings:
+                print(f"synth: {len(paths)}/{cfg.recordings} recordings, {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr)
+    return sorted(paths)
