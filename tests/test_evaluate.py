@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import evaluate as ev
-import world
 from model import IMUEncoder, IMUEncoderConfig
 
 
@@ -212,12 +211,13 @@ def world(tmp_path_factory):
     import data
     from clip_vendor import FrozenCLIP
     from train import TrainConfig
+    from world import SynthConfig, synthesize
 
     mp = pytest.MonkeyPatch()
     mp.setenv("IMU2CLIP_OFFLINE", "1")
     tmp = tmp_path_factory.mktemp("evaluate")
     root = tmp / "world"
-    world.synthesize(root, world.SynthConfig(recordings=7, minutes=0.5, width=16, height=16, workers=1))
+    synthesize(root, SynthConfig(recordings=7, minutes=0.5, width=16, height=16, workers=1))
     clip = FrozenCLIP("tiny")
     window = data.WindowConfig(window_sec=2.0, rate_hz=50.0)
     torch.manual_seed(0)
