@@ -30,7 +30,9 @@ def world(tmp_path_factory):
     w = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMU2CLIP_OFFLINE", "1")
-        data.synthesize(w / "data", data.SynthConfig(recordings=8, minutes=1.0, width=16, height=16, workers=1))
+        import world as synthetic_world
+        synthetic_world.synthesize(w / "data", synthetic_world.SynthConfig(recordings=8, minutes=1.0, width=16,
+                                                                            height=16, workers=1))
         train.main(TRAIN + ["--data", str(w / "data"), "--out", str(w / "run")])
     ckpt = torch.load(w / "run" / "checkpoint.pt", weights_only=True)
     (w / "bad").mkdir()
