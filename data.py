@@ -37,6 +37,8 @@ cached arrays (its .batch is the training fast path); load_labelled reads the la
     python data.py export-labelled data/synthetic --out labelled.npz
     python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
 """
+
+
 import argparse
 import collections
 import contextlib
@@ -56,7 +58,6 @@ import time
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
@@ -112,36 +113,9 @@ def flag(default, help: str, choices=None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-def add_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field of the dataclass `cls`; booleans get --x / --no-x, tuples take several values."""
-    for f in fields(cls):
-        name, meta = "--" + f.name.replace("_", "-"), f.metadata
-        help_text = f"{meta.get('help', '')} (default: %(default)s)"
-        if isinstance(f.default, bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(name, nargs="+", type=type(f.default[0]), default=list(f.default),
-                                choices=meta.get("choices"), help=help_text)
-        else:
-            parser.add_argument(name, type=type(f.default), default=f.default, choices=meta.get("choices"),
-                                help=help_text)
-
-
-def config_from(cls, args: argparse.Namespace):
-    """The dataclass `cls` filled from parsed flags (see add_flags)."""
-    return cls(**{f.name: tuple(getattr(args, f.name)) if isinstance(f.default, tuple) else getattr(args, f.name)
-                  for f in fields(cls)})
-
-
-def field_help(cls) -> dict:
-    """The comment after each dataclass field, reused as its --help text by every command line."""
-    lines = inspect.getsource(cls).splitlines()
-    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
-
-
-# ======================================================================================
-# Section 1: recordings
-# ======================================================================================
+# ==============================================================================================================
+# 1. The recording format: write with validation, read
+# ==============================================================================================================
 
 
 ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing up", "looking around",
@@ -151,11 +125,6 @@ FORMAT_VERSION = 1
 IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
              "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
              "gyro = angular velocity of the head in this frame")
-
-
-# --------------------------------------------------------------------------------------
-# The recording format: reader, writer, listing
-# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -176,57 +145,68 @@ def _is_number(x):
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _check_array(name, a, shape, dtype):
-    """Raise DataError unless `a` has `dtype` and `shape` (letters in `shape` match any size)."""
-    wanted = "(" + ", ".join(str(s) for s in shape) + ")"
-    if a.ndim != len(shape) or any(isinstance(s, int) and s != n for s, n in zip(shape, a.shape)):
-        raise DataError(f"{name}: expected shape {wanted}, got {tuple(a.shape)}")
-    if a.dtype != dtype:
-        raise DataError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype}")
+def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=""):
+    """The one validation of the format, for the reader and the writer: cheap checks of what would otherwise
+    produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries). DataError names
+    the file."""
+    def need(ok, name, problem):
+        if not ok:
+            raise DataError(f"{path / name}{suffix}: {problem}")
 
-
-def _check_times(name, t, n, what):
-    """Timestamps: (n,) float64, finite, strictly increasing."""
-    _check_array(name, t, ("N",), np.float64)
-    if len(t) != n:
-        raise DataError(f"{name}: {len(t)} timestamps for {n} {what}")
-    if not np.isfinite(t).all():
-        raise DataError(f"{name}: NaN or infinite timestamp at index {int(np.flatnonzero(~np.isfinite(t))[0])}")
-    bad = np.flatnonzero(np.diff(t) <= 0)
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise DataError(f"{name}: timestamps not strictly increasing (t[{i}] = {t[i]:.6f} after {t[i - 1]:.6f})")
-
-
-def _check_recording_arrays(names, imu, imu_t, frames, frames_t):
-    _check_array(names[0], imu, ("N", 6), np.float32)
-    if len(imu) < 2:
-        raise DataError(f"{names[0]}: needs at least 2 IMU samples, got {len(imu)}")
-    finite = np.isfinite(imu).all(axis=1)
-    if not finite.all():
-        raise DataError(f"{names[0]}: NaN or infinite value at sample {int(np.flatnonzero(~finite)[0])}")
-    _check_times(names[1], imu_t, len(imu), "IMU samples")
-    _check_array(names[2], frames, ("F", "H", "W", 3), np.uint8)
-    if len(frames) < 1:
-        raise DataError(f"{names[2]}: no frames")
-    _check_times(names[3], frames_t, len(frames), "frames")
-
-
-def _check_narrations(name, narrations):
-    if not isinstance(narrations, list):
-        raise DataError(f"{name}: expected a list of {{\"t\", \"text\"}} entries, got {type(narrations).__name__}")
+    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy", f"expected shape (N >= 2, 6), got {imu.shape}")
+    need(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
+    need(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
+    need(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
+         f"expected shape (F >= 1, H, W, 3), got {frames.shape}")
+    need(frames.dtype == np.uint8, "frames.npy", f"expected dtype uint8, got {frames.dtype}")
+    for name, t, n in (("imu_t.npy", imu_t, len(imu)), ("frames_t.npy", frames_t, len(frames))):
+        need(t.shape == (n,), name, f"{t.shape} timestamps for {n} samples")
+        need(t.dtype == np.float64, name, f"expected dtype float64, got {t.dtype}")
+        need(np.isfinite(t).all(), name, "NaN or infinite timestamps")
+        need((np.diff(t) > 0).all(), name, "timestamps not strictly increasing")
+    need(isinstance(narrations, list), "narrations.json", "expected a list of {\"t\", \"text\"} entries")
     for i, n in enumerate(narrations):
-        if not (isinstance(n, dict) and _is_number(n.get("t")) and isinstance(n.get("text"), str)):
-            raise DataError(f"{name}: entry {i} is not {{\"t\": seconds, \"text\": str}}: {str(n)[:80]}")
+        need(isinstance(n, dict) and _is_number(n.get("t")) and isinstance(n.get("text"), str), "narrations.json",
+             f"entry {i} is not {{\"t\": seconds, \"text\": str}}: {str(n)[:80]}")
+    need(isinstance(segments, list), "segments.json", "expected a list of segments")
+    for i, g in enumerate(segments):
+        need(isinstance(g, dict) and _is_number(g.get("start")) and _is_number(g.get("end"))
+             and isinstance(g.get("label"), str) and g["start"] < g["end"], "segments.json",
+             f"segment {i} is not {{\"start\" < \"end\", \"label\": str}}: {str(g)[:80]}")
 
 
-def _check_segments(name, segments):
-    if not isinstance(segments, list):
-        raise DataError(f"{name}: expected a list of segments, got {type(segments).__name__}")
-    for i, s in enumerate(segments):
-        if not (isinstance(s, dict) and _is_number(s.get("start")) and _is_number(s.get("end"))
-                and isinstance(s.get("label"), str) and s["start"] < s["end"]):
-            raise DataError(f"{name}: segment {i} is not {{\"start\" < \"end\", \"label\": str}}: {str(s)[:80]}")
+def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
+    """Validate and write one recording atomically (a temporary directory renamed into place).
+
+    `meta` fills or overrides the defaults (source, rates estimated from the timestamps, units, ...).
+    """
+    path = Path(path)
+    imu, imu_t = np.ascontiguousarray(imu, np.float32), np.ascontiguousarray(imu_t, np.float64)
+    frames, frames_t = np.ascontiguousarray(frames), np.ascontiguousarray(frames_t, np.float64)
+    files = ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")
+    narrations, segments = list(narrations), [dict(g) for g in segments]
+    _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=" (to write)")
+    narrations = [{"t": float(n["t"]), "text": n["text"]} for n in narrations]
+    full_meta = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
+        "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
+        "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
+        "duration_sec": float(max(imu_t[-1], frames_t[-1])),
+        "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
+        "scene": None, "seed": None, "person": None,
+    }
+    full_meta.update(meta or {})
+
+    def write(tmp):
+        tmp.mkdir()
+        for name, a in zip(files, (imu, imu_t, frames, frames_t)):
+            np.save(tmp / name, a)
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
+        (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
+        if segments:
+            (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+    atomic_write(path, write)
+    return path
 
 
 def _read_json(path):
@@ -259,13 +239,10 @@ def read_recording(path):
     if meta.get("version") != FORMAT_VERSION:
         raise DataError(f"{path / 'meta.json'}: unsupported version {meta.get('version')!r} "
                         f"(this reader knows {FORMAT_VERSION})")
-    names = [path / n for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
-    arrays = [_load_npy(n) for n in names]
-    _check_recording_arrays(names, *arrays)
+    arrays = [_load_npy(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
     narrations = _read_json(path / "narrations.json")
-    _check_narrations(path / "narrations.json", narrations)
     segments = _read_json(path / "segments.json") if (path / "segments.json").exists() else []
-    _check_segments(path / "segments.json", segments)
+    _check_recording(path, *arrays, narrations, segments)
     return Recording(path, path.name, meta, *arrays, narrations, segments)
 
 
@@ -278,43 +255,6 @@ def list_recordings(root):
     if not found:
         raise DataError(f"{root}: no recordings in this dataset directory")
     return found
-
-
-def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
-    """Validate and write one recording atomically (a temporary directory renamed into place).
-
-    `meta` fills or overrides the defaults (source, rates estimated from the timestamps, units, ...).
-    """
-    path = Path(path)
-    imu, imu_t = np.ascontiguousarray(imu, np.float32), np.ascontiguousarray(imu_t, np.float64)
-    frames, frames_t = np.ascontiguousarray(frames), np.ascontiguousarray(frames_t, np.float64)
-    files = ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")
-    _check_recording_arrays([f"{path / n} (to write)" for n in files], imu, imu_t, frames, frames_t)
-    narrations = list(narrations)
-    _check_narrations(f"{path / 'narrations.json'} (to write)", narrations)
-    narrations = [{"t": float(n["t"]), "text": n["text"]} for n in narrations]
-    segments = [dict(s) for s in segments]
-    _check_segments(f"{path / 'segments.json'} (to write)", segments)
-    full_meta = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
-        "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
-        "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
-        "duration_sec": float(max(imu_t[-1], frames_t[-1])),
-        "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
-        "scene": None, "seed": None, "person": None,
-    }
-    full_meta.update(meta or {})
-
-    def write(tmp):
-        tmp.mkdir()
-        for name, a in zip(files, (imu, imu_t, frames, frames_t)):
-            np.save(tmp / name, a)
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
-        (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
-        if segments:
-            (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
-    atomic_write(path, write)
-    return path
 
 
 def clean_narration(text):
@@ -338,54 +278,12 @@ def default_dataset(path=None):
     return root
 
 
-def _run_synth(args):
-    import world
-    start = time.perf_counter()
-    paths = world.synthesize(args.out, config_from(world.SynthConfig, args))
-    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
-    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+# ==============================================================================================================
+# 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split
+# ==============================================================================================================
 
 
-def _run_show(args):
-    from world.preview import draw_recording
-    img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
-    print(f"wrote {args.out} ({img.width}x{img.height})")
-
-
-def _add_world_commands(sub):
-    """Register the `synth` and `show` subcommands (the world is imported when they run)."""
-    import world
-    p = sub.add_parser("synth", help="write a synthetic dataset",
-                       description="Write a dataset of synthetic recordings (same seed -> same bytes).")
-    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    add_flags(p, world.SynthConfig)
-    p.set_defaults(run=_run_synth)
-    s = sub.add_parser("show", help="draw one recording to a PNG",
-                       description="Draw a recording: IMU channels, activities, a strip of frames, narrations.")
-    s.add_argument("recording", type=Path, help="recording directory")
-    s.add_argument("--out", type=Path, required=True, help="PNG to write")
-    s.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    s.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    s.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
-    s.set_defaults(run=_run_show)
-
-
-# ======================================================================================
-# Section 2: windows, resampling, embedding cache, labelled IMU, Ego4D import
-# ======================================================================================
-
-
-# A window is a time span [s, s + window_sec) of one recording. Its IMU is resampled onto the model's
-# fixed grid, its frame(s) and its narration are encoded once by the frozen CLIP and the embeddings are
-# cached on disk (the paper's implementation note: "pre-process each medium into equal-length parallel
-# windows and cache them"), so training runs a small IMU encoder against stored vectors.
-
-CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
-EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 SPLITS = ("train", "val", "test", "all")
-MAX_EXPORT_BYTES = 4 * 2**30  # export-labelled refuses to write a larger .npz
 
 
 @dataclass
@@ -415,9 +313,6 @@ class WindowConfig:
     def num_samples(self) -> int:
         """Samples per window on the model grid, T = round(rate_hz * window_sec)."""
         return int(round(self.rate_hz * self.window_sec))
-
-
-# ----- resampling ---------------------------------------------------------------------------------------
 
 
 def _boxcar(x, k):
@@ -459,9 +354,6 @@ def resample(x, t, t_out, rate_hz=None):
     j = np.clip(np.searchsorted(t, t_out, side="right") - 1, 0, len(t) - 2)  # (M,) left neighbour
     w = np.clip((t_out - t[j]) / (t[j + 1] - t[j]), 0.0, 1.0)[:, None]  # (M, 1) weight of the right one
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
-
-
-# ----- the window index of one recording -----------------------------------------------------------------
 
 
 def _candidate_starts(rec, cfg):
@@ -550,7 +442,13 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
     return "test" if u < cfg.test_frac else "val" if u < cfg.test_frac + cfg.val_frac else "train"
 
 
-# ----- the embedding cache -------------------------------------------------------------------------------
+# ==============================================================================================================
+# 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset
+#    (the paper's note on pre-processing every medium into equal-length parallel windows)
+# ==============================================================================================================
+
+
+CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
 
 
 def _recording_fingerprint(path):
@@ -661,6 +559,11 @@ def _save_cache(cache, arrays, index):
     atomic_write(cache, write)
 
 
+# ==============================================================================================================
+# 4. WindowDataset: what train.py and evaluate.py read
+# ==============================================================================================================
+
+
 class WindowDataset:
     """Parallel (IMU, video embedding, text embedding) windows of a dataset's split, from the embedding cache.
 
@@ -720,7 +623,12 @@ class WindowDataset:
         }
 
 
-# ----- labelled IMU (.npz) -------------------------------------------------------------------------------
+# ==============================================================================================================
+# 5. The labelled-IMU .npz format
+# ==============================================================================================================
+
+
+MAX_EXPORT_BYTES = 4 * 2**30  # export-labelled refuses to write a larger .npz
 
 
 @dataclass
@@ -838,8 +746,12 @@ def export_labelled(root, out, cfg=None):
     return report
 
 
-# ----- Ego4D import -------------------------------------------------------------------------------------
+# ==============================================================================================================
+# 6. Ego4D import
+# ==============================================================================================================
 
+
+EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 _EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
 _MISSING = ("", "null", "nan", "none", "na")
 
@@ -1023,9 +935,10 @@ def _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, rep
           f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
 
 
-# ----- Aria import --------------------------------------------------------------------------------------
-# Project Aria glasses store IMU and RGB video in VRS files, read with Meta's projectaria-tools (optional:
-# imported only here). Streams are found by label, never by ID (Gen2 swaps the IDs of imu-left/imu-right).
+# ==============================================================================================================
+# 7. Aria import (projectaria-tools, optional)
+# ==============================================================================================================
+
 
 ARIA_IMU = {"right": "imu-right", "left": "imu-left"}  # --imu -> stream label (1 kHz and 800 Hz)
 ARIA_RGB = "camera-rgb"
@@ -1196,7 +1109,70 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     return report
 
 
-# ----- command line --------------------------------------------------------------------------------------
+# ==============================================================================================================
+# 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands
+# ==============================================================================================================
+
+
+def add_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field of the dataclass `cls`; booleans get --x / --no-x, tuples take several values."""
+    for f in fields(cls):
+        name, meta = "--" + f.name.replace("_", "-"), f.metadata
+        help_text = f"{meta.get('help', '')} (default: %(default)s)"
+        if isinstance(f.default, bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        elif isinstance(f.default, tuple):
+            parser.add_argument(name, nargs="+", type=type(f.default[0]), default=list(f.default),
+                                choices=meta.get("choices"), help=help_text)
+        else:
+            parser.add_argument(name, type=type(f.default), default=f.default, choices=meta.get("choices"),
+                                help=help_text)
+
+
+def config_from(cls, args: argparse.Namespace):
+    """The dataclass `cls` filled from parsed flags (see add_flags)."""
+    return cls(**{f.name: tuple(getattr(args, f.name)) if isinstance(f.default, tuple) else getattr(args, f.name)
+                  for f in fields(cls)})
+
+
+def field_help(cls) -> dict:
+    """The comment after each dataclass field, reused as its --help text by every command line."""
+    lines = inspect.getsource(cls).splitlines()
+    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
+
+
+def _run_synth(args):
+    import world
+    start = time.perf_counter()
+    paths = world.synthesize(args.out, config_from(world.SynthConfig, args))
+    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
+    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+
+
+def _run_show(args):
+    from world.preview import draw_recording
+    img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
+    print(f"wrote {args.out} ({img.width}x{img.height})")
+
+
+def _add_world_commands(sub):
+    """Register the `synth` and `show` subcommands (the world is imported when they run)."""
+    import world
+    p = sub.add_parser("synth", help="write a synthetic dataset",
+                       description="Write a dataset of synthetic recordings (same seed -> same bytes).")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    add_flags(p, world.SynthConfig)
+    p.set_defaults(run=_run_synth)
+    s = sub.add_parser("show", help="draw one recording to a PNG",
+                       description="Draw a recording: IMU channels, activities, a strip of frames, narrations.")
+    s.add_argument("recording", type=Path, help="recording directory")
+    s.add_argument("--out", type=Path, required=True, help="PNG to write")
+    s.add_argument("--width", type=int, default=1200, help="default: %(default)s")
+    s.add_argument("--height", type=int, default=800, help="default: %(default)s")
+    s.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
+    s.set_defaults(run=_run_show)
 
 
 def _run_ego4d(args):
@@ -1237,11 +1213,6 @@ def _add_window_commands(sub):
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
                            help=f"{f.metadata['help']} (default: %(default)s)")
     p.set_defaults(run=_run_export_labelled)
-
-
-# ======================================================================================
-# Command line
-# ======================================================================================
 
 
 def main(argv=None):
