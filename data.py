@@ -141,6 +141,12 @@ class Recording:
     segments: list  # [{"start": s, "end": s, "label": activity}], [] when the source has none
 
 
+def _need(ok, message: str) -> None:
+    """The one way the file readers refuse their input: DataError(message) unless ok."""
+    if not ok:
+        raise DataError(message)
+
+
 def _is_number(x):
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -150,8 +156,7 @@ def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, s
     produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries). DataError names
     the file."""
     def need(ok, name, problem):
-        if not ok:
-            raise DataError(f"{path / name}{suffix}: {problem}")
+        _need(ok, f"{path / name}{suffix}: {problem}")
 
     need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy", f"expected shape (N >= 2, 6), got {imu.shape}")
     need(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
@@ -667,28 +672,22 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
         raise DataError(f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
                         f"rate_hz and optionally split")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
-    if imu.ndim != 3 or imu.shape[1] != 6 or imu.shape[2] < 2 or not np.issubdtype(imu.dtype, np.number):
-        raise DataError(f"{path}: imu must be (N, 6, T) numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
-    N, _, T = imu.shape
-    if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: labels must be ({N},) integers, got {labels.shape} {labels.dtype}")
-    if names.ndim != 1 or not len(names) or names.dtype.kind != "U":
-        raise DataError(f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
-    if N and (labels.min() < 0 or labels.max() >= len(names)):
-        raise DataError(f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names, "
-                        f"got [{labels.min()}, {labels.max()}]")
-    if src_rate.shape != () or not np.isfinite(src_rate) or float(src_rate) <= 0:
-        raise DataError(f"{path}: rate_hz must be one positive number, got {src_rate!r}")
+    N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
+    _need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
+          f"{path}: imu must be (N, 6, T) numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
+    _need(labels.shape == (N,) and np.issubdtype(labels.dtype, np.integer),
+          f"{path}: labels must be ({N},) integers, got {labels.shape} {labels.dtype}")
+    _need(names.ndim == 1 and len(names) and names.dtype.kind == "U",
+          f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
+    _need(not N or (labels.min() >= 0 and labels.max() < len(names)),
+          f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
+    _need(src_rate.shape == () and np.isfinite(src_rate) and float(src_rate) > 0,
+          f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
-        finite = np.isfinite(imu.astype(np.float32)).all()
-    if not finite:
-        raise DataError(f"{path}: imu contains NaN, inf or values beyond float32's range")
-    if "split" in data:
-        split = data["split"]
-        if split.shape != (N,) or not np.isin(split, ["train", "test"]).all():
-            raise DataError(f"{path}: split must be ({N},) of 'train'/'test'")
-    else:
-        split = stratified_split(labels, test_frac, seed)
+        _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
+    split = data["split"] if "split" in data else stratified_split(labels, test_frac, seed)
+    _need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
+          f"'train'/'test'")
     src_rate = float(src_rate)
     if src_rate != rate_hz:
         T_out = int(round(T * rate_hz / src_rate))
@@ -713,21 +712,13 @@ def export_labelled(root, out, cfg=None):
                         f"({n * 6 * cfg.num_samples * 4 / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; "
                         f"use a larger --stride-sec")
     imu, labels, split = [], [], []
-    report = {"recordings": len(recs), "candidates": 0, "unlabelled": 0,
-              "dropped": {"out_of_range": 0, "imu_gap": 0, "no_frame": 0}}
+    report = {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
-        starts, _ = _candidate_starts(rec, cfg)
-        keep, _, drops = _select_windows(rec, starts, cfg)
-        report["candidates"] += len(starts)
-        for reason, n in drops.items():
-            report["dropped"][reason] += n
-        starts = starts[keep]
-        lab = _window_labels(rec, starts, cfg.window_sec, class_names)
-        report["unlabelled"] += int((lab < 0).sum())
-        starts, lab = starts[lab >= 0], lab[lab >= 0]
-        imu.append(_window_imu(rec, starts, cfg))
-        labels.append(lab)
-        split.extend(["test" if split_of(rec.id, cfg) == "test" else "train"] * len(lab))
+        _, rec_imu, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
+        report["unlabelled"] += int((rec_labels < 0).sum())
+        imu.append(rec_imu[rec_labels >= 0])
+        labels.append(rec_labels[rec_labels >= 0])
+        split += ["test" if split_of(rec.id, cfg) == "test" else "train"] * len(labels[-1])
     labels = np.concatenate(labels)
     if not len(labels):
         raise DataError(f"{root}: no labelled window to export ({report})")
