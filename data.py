@@ -1134,6 +1134,12 @@ def field_help(cls) -> dict:
 
 def _run_synth(args):
     import world
+    existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
+    if existing and not args.overwrite:
+        raise DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from one "
+                        f"run of synth (pass --overwrite to replace them)")
+    for p in existing + [args.out / ".cache"]:
+        shutil.rmtree(p, ignore_errors=True)
     start = time.perf_counter()
     paths = world.synthesize(args.out, config_from(world.SynthConfig, args))
     size = sum(p.stat().st_size for d in paths for p in d.iterdir())
@@ -1143,32 +1149,8 @@ def _run_synth(args):
 def _run_show(args):
     from world.preview import draw_recording
     img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
     print(f"wrote {args.out} ({img.width}x{img.height})")
-
-
-def _add_world_commands(sub):
-    """Register the `synth` and `show` subcommands (the world is imported when they run)."""
-    import world
-    p = sub.add_parser("synth", help="write a synthetic dataset",
-                       description="Write a dataset of synthetic recordings (same seed -> same bytes).")
-    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    add_flags(p, world.SynthConfig)
-    p.set_defaults(run=_run_synth)
-    s = sub.add_parser("show", help="draw one recording to a PNG",
-                       description="Draw a recording: IMU channels, activities, a strip of frames, narrations.")
-    s.add_argument("recording", type=Path, help="recording directory")
-    s.add_argument("--out", type=Path, required=True, help="PNG to write")
-    s.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    s.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    s.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
-    s.set_defaults(run=_run_show)
-
-
-def _run_ego4d(args):
-    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
-    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
 
 
 def _run_export_labelled(args):
@@ -1181,21 +1163,21 @@ def _run_export_labelled(args):
     print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
-def _add_window_commands(sub):
-    """Register the `ego4d`, `aria` and `export-labelled` subcommands."""
-    p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
-    p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
-    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
-    p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
-    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.set_defaults(run=_run_ego4d)
-    p = sub.add_parser("aria", help="convert Project Aria VRS files (IMU + RGB, optional speech.csv) into recordings")
-    p.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
-    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
-    p.add_argument("--imu", choices=tuple(ARIA_IMU), default="right", help="IMU stream (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
-    p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
+def _add_commands(sub):
+    """The five subcommands; the world is imported only by synth and show."""
+    import world
+    p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
+    add_flags(p, world.SynthConfig)
+    p.set_defaults(run=_run_synth)
+    p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
+    p.add_argument("recording", type=Path, help="recording directory")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
+    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
+    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
+    p.set_defaults(run=_run_show)
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
@@ -1204,13 +1186,26 @@ def _add_window_commands(sub):
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
                            help=f"{f.metadata['help']} (default: %(default)s)")
     p.set_defaults(run=_run_export_labelled)
+    p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
+    p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
+    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
+    p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
+    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
+    p.set_defaults(run=lambda a: print(json.dumps(import_ego4d(
+        a.root, a.out, [v.strip() for v in a.videos.split(",") if v.strip()] if a.videos else None, a.size), indent=1)))
+    p = sub.add_parser("aria", help="convert Project Aria VRS files (IMU + RGB, optional speech.csv) into recordings")
+    p.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
+    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
+    p.add_argument("--imu", choices=tuple(ARIA_IMU), default="right", help="IMU stream (default: %(default)s)")
+    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
+    p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
+    p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_world_commands(sub)  # synth, show
-    _add_window_commands(sub)  # ego4d, aria, export-labelled
+    _add_commands(sub)
     args = parser.parse_args(argv)
     try:
         out = Path(args.out)  # a directory for synth, ego4d and aria; a file for show and export-labelled

@@ -132,6 +132,7 @@ ROWS = [
     ("evaluate", ["--checkpoint", R + "/best.pt", "--task", "everything"], 2, "invalid choice"),
     ("data", ["synth", "--out", B + "/a_file"], 2, "exists and is not a directory"),
     ("data", ["synth", "--out", "{new}/x", "--recordings", "0"], 2, "recordings"),
+    ("data", ["synth", "--out", D, "--recordings", "2", "--seed", "5"], 2, "already holds 8 recordings"),
     ("data", ["show", B + "/nowhere", "--out", "{new}/x.png"], 2, "not a recording directory"),
     ("data", ["show", "{rec}", "--out", B + "/empty_dir"], 2, "is a directory"),
     ("data", ["show", "{rec}", "--out", "{new}/x.png", "--width", "100000", "--height", "100000"], 2, "width"),
@@ -230,3 +231,12 @@ def test_kill_during_a_checkpoint_write_then_resume(world, tmp_path):
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (full, cut))
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, a["step"])
     assert all(torch.equal(a["imu_encoder"][k], b["imu_encoder"][k]) for k in a["imu_encoder"])
+
+
+def test_synth_never_mixes_two_datasets(tmp_path, capsys):
+    """A second synth into the same directory is refused (above); with --overwrite it replaces the first whole."""
+    small = ["--minutes", "0.2", "--width", "8", "--height", "8", "--workers", "1"]
+    data.main(["synth", "--out", str(tmp_path), "--recordings", "3", "--seed", "5", *small])
+    data.main(["synth", "--out", str(tmp_path), "--recordings", "2", "--seed", "11", "--overwrite", *small])
+    recs = data.list_recordings(tmp_path)
+    assert len(recs) == 2 and {json.loads((r / "meta.json").read_text())["seed"] for r in recs} == {11}
