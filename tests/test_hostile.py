@@ -240,3 +240,13 @@ def test_synth_never_mixes_two_datasets(tmp_path, capsys):
     data.main(["synth", "--out", str(tmp_path), "--recordings", "2", "--seed", "11", "--overwrite", *small])
     recs = data.list_recordings(tmp_path)
     assert len(recs) == 2 and {json.loads((r / "meta.json").read_text())["seed"] for r in recs} == {11}
+
+
+def test_resume_compares_resolved_dataset_paths(world, tmp_path, monkeypatch):
+    """--data DIR/ and a relative spelling of DIR name the same dataset, so --resume accepts them."""
+    monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
+    out = tmp_path / "run"
+    train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out)])
+    monkeypatch.chdir(world)
+    train.main(TRAIN + ["--data", "data/", "--out", str(out), "--resume", "--epochs", "2"])
+    assert model.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
