@@ -1,28 +1,28 @@
 """Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
-1. Retrieval (section 4.2) over the whole test split: Text<->IMU and IMU<->Video, and transitivity: a model
-   trained on IMU<->video only can still be searched by text through CLIP's own image-text alignment.
-   "text->video via imu" scores window j for narration i by cos(CLIP text_i, IMU embedding_j), the right windows
-   being those whose video is the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries
-   and right answers. With random-init CLIP (offline) there is no image-text alignment to transfer, so that row
-   sits at chance; with pretrained weights it can at best approach CLIP's own row.
+1. Retrieval (section 4.2) over the whole test split: Text<->IMU, IMU<->Video, and transitivity: a model trained
+   on IMU<->video only searched by text through CLIP's own image-text alignment. "text->video via imu" scores
+   window j for narration i by cos(CLIP text_i, IMU embedding_j), the right windows being those whose video is
+   the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries and right answers.
+   Random-init CLIP (offline) has no image-text alignment to transfer, so that row sits at chance; with
+   pretrained weights it can at best approach CLIP's own row.
 2. Activity recognition (section 4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe
-   on the frozen encoder, the fine-tuned encoder and the same architecture from scratch. They are fitted on
-   the train split (or --train-fraction of it), early-stopped on data disjoint in time from what they fit (the
-   validation recordings; for a labelled .npz, a stratified held-out part of its train split), and repeated
-   over --seeds seeds: mean +- std. Several fractions also draw label_efficiency.png.
+   on the frozen encoder, the fine-tuned encoder and the same architecture from scratch: fitted on the train
+   split (or --train-fraction of it), early-stopped on data disjoint in time from it (the validation recordings;
+   for a labelled .npz, a stratified 20% of its train split), over --seeds seeds (mean +- std).
 
 Run:
-    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
+    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt      # about a minute on 2 cores
     python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
-    python evaluate.py --task finetune --checkpoint runs/imu-video-text/best.pt --train-fraction 0.01 0.05 0.2 1
+    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
 --task: retrieval | zeroshot | probe | finetune (fine-tune and from scratch, same budget) | all. The dataset, the
 IMU rate and window length and the CLIP model come from the checkpoint (--data overrides the dataset; --labelled
-takes activity labels from a labelled-IMU .npz, resampled to the model's rate). evaluate.py refuses to test on a
-recording the checkpoint was trained or validated on. Everything is written under --out (default
-CHECKPOINT_DIR/eval): metrics.json, summary.md (the same numbers as markdown tables), retrieval_examples.png,
-text_queries.png, confusion_<variant>.png and label_efficiency.png. Reports say loudly when CLIP is random-init.
+takes activity labels from a labelled-IMU .npz). It refuses to test on a recording the checkpoint was trained or
+validated on. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same numbers as markdown
+tables), retrieval_examples.png, text_queries.png, confusion_<variant>.png and, for several fractions,
+label_efficiency.png. Reports say loudly when CLIP is random-init. The default is 1 seed, to keep --task all
+about a minute: --seeds 3 for the spread.
 
 Retrieval conventions (every direction, and the tests):
 - Scores are cosine similarities. A query's rank is 1 + the number of *wrong* candidates whose score is >= the
@@ -33,11 +33,11 @@ Retrieval conventions (every direction, and the tests):
   Identical narrations are *negatives* of each other inside a training batch (as in the official code: the loss
   only knows its diagonal), but in evaluation they are all right answers: the query text is literally the same.
 - Chance is exact per direction: the expected metrics of a uniformly random ranking given each query's number of
-  right candidates (chance_metrics). With many right answers it is well above 1 / pool size.
-- --pool-size K ranks within random pools of K windows instead of the whole split (pooled_ranks).
+  right candidates (chance_metrics); with repeated narrations it is well above 1 / pool size.
 """
 import argparse
 import copy
+import functools
 import json
 import sys
 import textwrap
@@ -59,9 +59,7 @@ RECALL_AT = (1, 10, 50)  # the R@k reported for every retrieval direction (paper
 METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # retrieval metrics, table columns
 
 
-# ======================================================================================
-# Retrieval metrics: pure functions over two embedding matrices
-# ======================================================================================
+# ----- Retrieval metrics: pure functions over two embedding matrices ------------------------------------------------
 
 
 def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, chunk=256):
@@ -182,9 +180,7 @@ def group_ids(*keys):
     return torch.tensor([find(i) for i in range(len(parent))])
 
 
-# ======================================================================================
-# Activity recognition: metrics, zero-shot, supervised variants
-# ======================================================================================
+# ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
 
 
 def classification_metrics(labels, predictions, n_classes):
@@ -313,9 +309,7 @@ def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: 
     return fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
 
 
-# ======================================================================================
-# The tasks on a checkpoint
-# ======================================================================================
+# ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
 
 TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
          "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS}  # --task -> what runs
@@ -334,7 +328,7 @@ class EvalConfig:
     prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
     steps: int = flag(300, "most optimizer steps of the probe / fine-tune / from-scratch training")
     patience: int = flag(5, "early stopping: validations (every 20 steps) without a lower validation loss")
-    seeds: int = flag(3, "seeds of every supervised variant: reports give mean +- std")
+    seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute")
     train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
     seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders")
     device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
@@ -430,9 +424,7 @@ def _mean_std(runs, key):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-# ======================================================================================
-# Reports: pictures (PIL only), metrics.json, summary.md
-# ======================================================================================
+# ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
 CURVE_COLORS = {"probe": (31, 119, 180), "finetune": (214, 39, 40), "scratch": (120, 120, 120)}
@@ -440,6 +432,13 @@ CURVE_COLORS = {"probe": (31, 119, 180), "finetune": (214, 39, 40), "scratch": (
 
 def font(size):
     return ImageFont.load_default(size=size)  # PIL's scalable built-in font (Pillow >= 10.1)
+
+
+def _framed(img, color, width=4):
+    """img with a `width`-pixel border of `color` around it."""
+    out = Image.new("RGB", (img.width + 2 * width, img.height + 2 * width), color)
+    out.paste(img, (width, width))
+    return out
 
 
 def _frame_tile(frame, size):
@@ -453,23 +452,11 @@ def _frame_tile(frame, size):
     return tile
 
 
-def _framed(img, color, width=4):
-    """img with a `width`-pixel border of `color` around it."""
-    out = Image.new("RGB", (img.width + 2 * width, img.height + 2 * width), color)
-    out.paste(img, (width, width))
-    return out
-
-
 def _top(queries, candidates, k):
     """Indices (Q, k) of the k highest-cosine candidates of each query."""
     a = F.normalize(torch.as_tensor(queries).float(), dim=1)  # (Q, D)
     b = F.normalize(torch.as_tensor(candidates).float(), dim=1)  # (N, D)
     return (a @ b.T).topk(min(k, len(b)), dim=1).indices  # (Q, N) -> (Q, k)
-
-
-def pick_examples(n, how_many, seed):
-    """A fixed, spread-out sample of query indices for the pictures."""
-    return np.sort(np.random.default_rng(seed).choice(n, size=min(how_many, n), replace=False))
 
 
 def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
@@ -479,14 +466,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
-    recordings = {}
-
-    def frame(i):
-        rec_id, idx = test.frame_index[i]
-        if rec_id not in recordings:
-            recordings[rec_id] = data.read_recording(Path(root) / rec_id)
-        return recordings[rec_id].frames[idx]
-
+    read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
     plot_w, row_h, pad, step = 2 * tile, tile + 44, 10, tile + 8 + 10
     frames_x = pad + plot_w + pad
     canvas = Image.new("RGB", (frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)), "white")
@@ -500,9 +480,9 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
         if not any(by_video[c] == by_video[i] for _, c in shown):
             shown.append((k, i))  # the right frame, after a gap
         for j, c in shown:
-            right = bool(by_video[c] == by_video[i])
+            right, (rec_id, frame) = bool(by_video[c] == by_video[i]), test.frame_index[c]
             x = frames_x + j * step + (pad if j == k else 0)
-            canvas.paste(_framed(_frame_tile(frame(c), tile), RIGHT if right else OTHER), (x, y))
+            canvas.paste(_framed(_frame_tile(read(rec_id).frames[frame], tile), RIGHT if right else OTHER), (x, y))
             label = f"true, rank {int(ranks[r])}" if j == k else f"#{j + 1}" + (" (true)" if right else "")
             draw.text((x, y + tile + 10), label, fill=RIGHT if right else INK, font=small)
             draw.text((x, y + tile + 24), test.window_ids[c], fill=(120, 120, 120), font=small)
@@ -516,18 +496,16 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     top = _top(test.text_emb[queries], imu_emb, k)  # (Q, k)
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
-    w, h = plot
-    pad, row_h = 10, 24 + h + 8 + 36
+    (w, h), pad, row_h = plot, 10, 24 + plot[1] + 8 + 36
     canvas = Image.new("RGB", (pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((pad, 6), title, fill=INK, font=big)
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
-        draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (best window with this narration: "
+        draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
                             f"rank {int(ranks[r])} of {len(test)})", fill=INK, font=big)
         for j, c in enumerate(top[r].tolist()):
-            right = test.texts[c] == test.texts[i]
-            x = pad + j * (w + 8 + pad)
+            right, x = test.texts[c] == test.texts[i], pad + j * (w + 8 + pad)
             plot_img = data.draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
             canvas.paste(_framed(plot_img, RIGHT if right else OTHER), (x, y + 22))
             for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
@@ -535,30 +513,21 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     return canvas
 
 
-def _vertical_text(text, fnt, fill=INK):
-    """`text` rendered bottom-to-top on a transparent image, for column labels."""
-    img = Image.new("RGBA", (int(fnt.getlength(text)) + 4, 18), (255, 255, 255, 0))
-    ImageDraw.Draw(img).text((2, 1), text, fill=fill, font=fnt)
-    return img.rotate(90, expand=True)
-
-
 def draw_confusion(confusion, class_names, title, cell=44):
-    """A confusion matrix (rows: true class, columns: predicted class), cells shaded by their share of the row."""
-    m, K = np.asarray(confusion), len(class_names)
-    big, small = font(14), font(12)
+    """A confusion matrix (rows: true class, columns: predicted class, both numbered), cells shaded by their
+    share of the row."""
+    m, K, big, small = np.asarray(confusion), len(class_names), font(14), font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
-    labels = [_vertical_text(name, small) for name in names]
-    left, top = 30 + max(int(small.getlength(name)) for name in names), 62 + max(img.height for img in labels)
+    left, top = 30 + max(int(small.getlength(name)) for name in names), 62
     canvas = Image.new("RGB", (max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((10, 8), title, fill=INK, font=big)
-    draw.text((left + K * cell // 2, 36), "predicted class", fill=INK, font=small, anchor="mt")
-    axis = _vertical_text("true class", small)
-    canvas.paste(axis, (6, top + (K * cell - axis.height) // 2), axis)
+    draw.text((left + K * cell // 2, 32), "predicted class", fill=INK, font=small, anchor="mt")
+    draw.text((left - 6, top - 14), "true class", fill=INK, font=small, anchor="rm")
     share = m / np.maximum(m.sum(1, keepdims=True), 1)  # (K, K) row-normalised
     for r in range(K):
         draw.text((left - 6, top + r * cell + cell // 2), names[r], fill=INK, font=small, anchor="rm")
-        canvas.paste(labels[r], (left + r * cell + (cell - labels[r].width) // 2, top - 4 - labels[r].height), labels[r])
+        draw.text((left + r * cell + cell // 2, top - 4), str(r), fill=INK, font=small, anchor="mb")
         for c in range(K):
             shade = tuple(int(255 - share[r, c] * (255 - v)) for v in (31, 90, 170))  # white -> blue
             box = (left + c * cell, top + r * cell, left + (c + 1) * cell - 1, top + (r + 1) * cell - 1)
@@ -569,8 +538,8 @@ def draw_confusion(confusion, class_names, title, cell=44):
 
 
 def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40, 150, 50)):
-    """Test accuracy against the fraction of training labels (log axis), one curve per variant, error bars
-    = +- std over seeds; curves: {variant: {fraction: {"accuracy", "accuracy_std"}}}, chance: a dashed line."""
+    """Test accuracy against the fraction of training labels (log axis), a curve per variant with error bars of
+    +- std over seeds; curves: {variant: {fraction: {"accuracy", "accuracy_std"}}}; chance: a dashed line."""
     (W, H), (ml, mt, mr, mb) = size, margin
     fracs = sorted({f for c in curves.values() for f in c})
     lo, hi = np.log10(fracs[0]) - 0.1, np.log10(fracs[-1]) + 0.1
@@ -591,46 +560,19 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
         color, pts = CURVE_COLORS.get(variant, INK), [(x_of(f), curve[f]) for f in sorted(curve)]
         draw.line([(x, y_of(m["accuracy"])) for x, m in pts], fill=color, width=2)
         for x, m in pts:
-            y0, y1 = y_of(m["accuracy"] - m["accuracy_std"]), y_of(m["accuracy"] + m["accuracy_std"])
-            draw.line([(x, y0), (x, y1)], fill=color, width=1)
-            draw.line([(x - 4, y0), (x + 4, y0)], fill=color) or draw.line([(x - 4, y1), (x + 4, y1)], fill=color)
-            draw.ellipse([x - 3, y_of(m["accuracy"]) - 3, x + 3, y_of(m["accuracy"]) + 3], fill=color)
+            y, y0, y1 = (y_of(m["accuracy"] + d * m["accuracy_std"]) for d in (0, -1, 1))
+            draw.line([(x, y0), (x, y1)], fill=color)
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
         draw.line([(W - mr + 16, mt + 20 * n + 7), (W - mr + 36, mt + 20 * n + 7)], fill=color, width=2)
         draw.text((W - mr + 42, mt + 20 * n), variant, fill=INK, font=small)
     draw.text((W - mr + 16, mt + 20 * len(curves)), "- - chance (uniform)", fill=(150, 150, 150), font=small)
     return canvas
 
 
-def _rounded(obj, digits=4):
-    """obj with every float rounded to `digits` decimals: metrics.json and summary.md show the same numbers."""
-    if isinstance(obj, float):
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {k: _rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_rounded(v, digits) for v in obj]
-    return obj
-
-
 def _num(m, key):
-    """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its +- std if any."""
-    v = m[key]
-    text = f"{v:.4f}" if isinstance(v, float) else str(v)
+    """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
+    text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
     return f"{text} ± {m[key + '_std']:.4f}" if key + "_std" in m else text
-
-
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    if clip_info["weights_source"] != "random-init":
-        return ""
-    return (f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-            f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
-
-
-TRANSITIVITY = ("Transitivity: `text->video via imu` ranks each window by cos(CLIP text, IMU embedding), the right "
-                "windows being those whose video is the narrated one; `text->video (clip)` is CLIP's own "
-                "Text->Video on the same queries. A model trained on imu,video only can answer text queries only "
-                "through CLIP's image-text alignment.")
 
 
 def summary_markdown(report):
@@ -639,8 +581,7 @@ def summary_markdown(report):
     tag = " [CLIP RANDOM-INIT]" if banner else ""
     lines = ["# IMU2CLIP evaluation", "", f"Checkpoint `{ck['path']}` (epoch {ck['epoch']}, step {ck['step']}, "
              f"trained on {ck['config'].get('modalities')}); CLIP {clip['name']} ({clip['weights_source']}).", ""]
-    if banner:
-        lines += [f"> **!!! WARNING: {banner} !!!**", ""]
+    lines += [f"> **!!! WARNING: {banner} !!!**", ""] if banner else []
     lines += [f"> warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])
     if "retrieval" in report:
         r = report["retrieval"]
@@ -653,50 +594,57 @@ def summary_markdown(report):
             lines += [f"| {row} | " + " | ".join(_num(v, k) for k in METRIC_NAMES) + " |"
                       for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         if "text->video via imu" in r["directions"]:
-            lines += ["", TRANSITIVITY + (" CLIP is random-init here: it has no image-text alignment to transfer, "
-                      "so that row sits at chance; pretrained CLIP weights are needed for it to mean anything."
-                      if banner else "")]
+            lines += ["", "Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
+                      "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video." +
+                      (" CLIP is random-init: it has no image-text alignment to transfer, so that row sits at "
+                       "chance." if banner else "")]
         lines.append("")
     if "activity" in report:
         a = report["activity"]
         lines += [f"## Activity recognition ({len(a['class_names'])} classes; {a['train_windows']} train / "
                   f"{a['val_windows']} val ({a['val_source']}) / {a['test_windows']} test windows from "
-                  f"`{a['source']}`; train fraction {max(a['train_fractions'])}; mean ± std over {a['seeds']} seeds)",
+                  f"`{a['source']}`; train fraction {max(a['train_fractions'])}; " +
+                  (f"mean ± std over {a['seeds']} seeds)" if a["seeds"] > 1 else "1 seed: --seeds 3 for the spread)"),
                   "", f"| variant{tag} | accuracy | macro-F1 | steps |", "|---|---|---|---|"]
-        for name, m in a["variants"].items():
-            lines.append(f"| {name} | {_num(m, 'accuracy')} | {_num(m, 'macro_f1')} | {m.get('steps', '-')} |")
+        lines += [f"| {name} | {_num(m, 'accuracy')} | {_num(m, 'macro_f1')} | {m.get('steps', '-')} |"
+                  for name, m in a["variants"].items()]
         lines += [f"| chance (uniform) | {a['chance']['uniform_accuracy']:.4f} | - | - |",
                   f"| chance (majority class) | {a['chance']['majority_accuracy']:.4f} | - | - |", ""]
         if len(a["train_fractions"]) > 1:
             curves = a["label_efficiency"]
-            lines += ["### Label efficiency (test accuracy, mean ± std over seeds)", "",
-                      "| fraction of labels | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+            lines += ["### Label efficiency (test accuracy)", "", "| fraction of labels | " + " | ".join(curves) + " |",
+                      "|---" * (len(curves) + 1) + "|"]
             lines += [f"| {f} | " + " | ".join(_num(c[str(f)], "accuracy") for c in curves.values()) + " |"
                       for f in a["train_fractions"]] + [""]
     return "\n".join(lines)
 
 
 def write_reports(out, report, pictures):
-    """metrics.json, summary.md and the pictures, each written atomically; returns the summary text."""
-    out.mkdir(parents=True, exist_ok=True)
+    """metrics.json, summary.md and the pictures, each written atomically; returns (report, summary). Floats are
+    rounded to 4 decimals first, so that metrics.json and summary.md show the same numbers."""
+    report = json.loads(json.dumps({**report, "files": sorted(["metrics.json", "summary.md", *pictures])}),
+                        parse_float=lambda v: round(float(v), 4))
+    summary = summary_markdown(report)
     for name, image in pictures.items():
         data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
-    report["files"] = sorted(["metrics.json", "summary.md", *pictures])
-    summary = summary_markdown(report)
     data.atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     data.atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary + "\n"))
-    return summary
+    return report, summary
 
 
-# ======================================================================================
-# Command line: every check at this edge, then the tasks, then the reports
-# ======================================================================================
+# ----- Command line: every check at this edge, then the tasks, then the reports -------------------------------------
 
 
 def parse_args(argv=None) -> EvalConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data.add_flags(parser, EvalConfig)
     return data.config_from(EvalConfig, parser.parse_args(argv))
+
+
+def warn(report, message):
+    """A warning: one line on stderr, and kept in metrics.json and summary.md."""
+    print(f"warning: {message}", file=sys.stderr)
+    report["warnings"].append(message)
 
 
 def check_flags(cfg: EvalConfig):
@@ -712,16 +660,10 @@ def check_flags(cfg: EvalConfig):
             raise ValueError(message)
 
 
-def warn(report, message):
-    """A warning: one line on stderr, and kept in metrics.json and summary.md."""
-    print(f"warning: {message}", file=sys.stderr)
-    report["warnings"].append(message)
-
-
 def load_model(path, device):
-    """(checkpoint dict, its WindowConfig, frozen CLIP, IMU encoder); ValueError naming the file when unusable."""
+    """(checkpoint, WindowConfig, frozen CLIP, IMU encoder, trained modalities); ValueError naming the file."""
     ckpt = load_checkpoint(path)
-    known = {f.name for f in fields(data.WindowConfig)}  # older checkpoints may carry fields since removed
+    known = {f.name for f in fields(data.WindowConfig)}  # older checkpoints carry fields since removed (split_seed)
     try:
         window = data.WindowConfig(**{k: v for k, v in ckpt["window"].items() if k in known})
         encoder = encoder_from_checkpoint(ckpt).to(device)
@@ -756,8 +698,8 @@ def labelled_splits(cfg, root, window, clip, test):
     labelled windows (val: the validation recordings). DataError when there is nothing to fit or test."""
     if cfg.labelled:
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
-        x, y, split = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64), lab.split
-        train, test_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+        x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
+        train, test_idx = np.flatnonzero(lab.split == "train"), np.flatnonzero(lab.split == "test")
         fit, val = (train[i] for i in split_train_val(y[train], 0.2, 1.0, seed=0))
         parts, source, val_source = [(x[i], y[i]) for i in (fit, val, test_idx)], str(cfg.labelled), "20% of train"
         names = lab.class_names
@@ -779,14 +721,12 @@ def run(cfg: EvalConfig) -> dict:
     check_flags(cfg)
     path, device = Path(cfg.checkpoint), resolve_device(cfg.device)  # resolve_device: model.py
     ckpt, window, clip, encoder, trained_on = load_model(path, device)
-    root, steps = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task]
+    root, steps, banner = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task], random_init_banner(clip.info())
     report = {"task": cfg.task, "split": "test", "config": asdict(cfg), "device": str(device), "warnings": [],
               "checkpoint": {"path": str(path), **{k: ckpt.get(k) for k in ("step", "epoch", "data", "config",
                                                                                 "window", "encoder_config")}},
-              "clip": {**clip.info(), "random_init": clip.weights_source == "random-init",
-                       "random_init_warning": random_init_banner(clip.info())}}
-    if report["clip"]["random_init_warning"]:
-        print(f"warning: {report['clip']['random_init_warning']}", file=sys.stderr)
+              "clip": {**clip.info(), "random_init": bool(banner), "random_init_warning": banner}}
+    print(f"warning: {banner}", file=sys.stderr) if banner else None
     if cfg.labelled and cfg.task == "retrieval":
         warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
     test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
@@ -806,7 +746,7 @@ def run(cfg: EvalConfig) -> dict:
     if "retrieval" in steps:
         imu_emb = embed_imu(encoder, test.imu, cfg.batch_size, device)  # (N, 6, T) -> (N, D)
         report["retrieval"] = task_retrieval(cfg, test, imu_emb)
-        queries = pick_examples(len(test), cfg.examples, cfg.seed)
+        queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
         pictures["retrieval_examples.png"] = draw_retrieval_examples(
             root, test, imu_emb, queries, "IMU -> Video: top-5 frames per IMU query (true frame in green)")
         if has_text:
@@ -814,12 +754,19 @@ def run(cfg: EvalConfig) -> dict:
                 test, imu_emb, queries, "Text -> IMU: top-3 windows per narration query (same narration in green)")
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
-        pictures.update(activity_pictures(report["activity"], bool(report["clip"]["random_init_warning"])))
-    report = _rounded(report)
+        pictures.update(activity_pictures(report["activity"], bool(banner)))
     out = Path(cfg.out) if cfg.out else path.parent / "eval"
-    print(write_reports(out, report, pictures))
+    report, summary = write_reports(out, report, pictures)
+    print(summary)
     print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
     return report
+
+
+def random_init_banner(clip_info):
+    """The loud line every report carries when the CLIP towers are random-init, else ""."""
+    return "" if clip_info["weights_source"] != "random-init" else (
+        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
 
 
 def activity_report(cfg, steps, encoder, clip, lab, device):
@@ -828,9 +775,8 @@ def activity_report(cfg, steps, encoder, clip, lab, device):
     variants, curves = {}, {}
     if "zeroshot" in steps:
         variants["zeroshot"] = task_zeroshot(cfg, encoder, clip, lab, device)
-    supervised = [v for v in SUPERVISED if v in steps]
-    if supervised:
-        curves = task_supervised(cfg, supervised, encoder, lab, device)
+    if set(steps) & set(SUPERVISED):
+        curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
         variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
             "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
@@ -842,18 +788,17 @@ def activity_report(cfg, steps, encoder, clip, lab, device):
 
 
 def activity_pictures(a, random_init):
-    """confusion_<variant>.png for every variant (summed over seeds) and, for several fractions,
-    label_efficiency.png."""
+    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
     pictures = {}
     for name, m in a["variants"].items():
         tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
-        seeds = f" (mean of {m['seeds']} seeds; counts summed)" if "seeds" in m else ""
+        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
         pictures[f"confusion_{name}.png"] = draw_confusion(
             m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
     if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
         curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
         pictures["label_efficiency.png"] = draw_label_efficiency(
-            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, +- std)")
+            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
     return pictures
 
 
