@@ -98,20 +98,17 @@ def right_counts(query_groups, cand_groups):
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """Ranks within random pools of pool_size windows, to compare with numbers reported over fixed-size pools.
+    """Ranks within random pools of pool_size windows (--pool-size), to compare with numbers reported that way.
 
     queries (N, D) and candidates (N, D) are two views of the same N windows, groups (N,) as in retrieval_ranks.
     Every repeat shuffles the windows into pools; the leftover windows are queried against themselves plus
-    random other windows, so every query sees exactly pool_size candidates once per repeat.
-    Returns int64 (repeats, N) ranks and (repeats, N) right counts (for chance_metrics).
+    random other windows, so every query sees pool_size candidates once per repeat.
+    Returns (repeats, N) ranks and (repeats, N) right counts (for chance_metrics).
     """
     q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
-    g = torch.as_tensor(groups, dtype=torch.int64)  # (N,)
-    N = len(g)
-    K = min(pool_size, N)
-    gen = torch.Generator().manual_seed(seed)
-    ranks = torch.empty(repeats, N, dtype=torch.int64)
-    n_right = np.empty((repeats, N), dtype=np.int64)
+    g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
+    N, K = len(g), min(pool_size, len(g))
+    ranks, n_right = torch.empty(repeats, N, dtype=torch.int64), np.empty((repeats, N), dtype=np.int64)
     for r in range(repeats):
         perm = torch.randperm(N, generator=gen)  # (N,)
         for a in range(0, N, K):
@@ -184,11 +181,9 @@ def group_ids(*keys):
 
 
 def classification_metrics(labels, predictions, n_classes):
-    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted class).
-
-    Macro-F1 averages the per-class F1 over the classes present in `labels` (a class absent from the test set has
-    no recall to speak of); predicting an absent class still lowers the recall, hence F1, of the true class.
-    """
+    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted class). Macro-F1 averages
+    the F1 of the classes present in `labels` (an absent class has no recall to speak of; predicting it still
+    lowers the recall, hence F1, of the true class)."""
     y = torch.as_tensor(labels, dtype=torch.int64)  # (N,)
     p = torch.as_tensor(predictions, dtype=torch.int64)  # (N,)
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -254,10 +249,9 @@ def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConf
     x_* are CPU tensors (windows (N, 6, T) or frozen features (N, D)); param_groups are AdamW groups. With no
     validation windows the whole budget is trained. Returns the best-validation model in eval mode, steps run.
     """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
-    model.to(device)
+    gen, opt = torch.Generator().manual_seed(seed), torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     best, best_state, since_best, batches = float("inf"), None, 0, []
+    model.to(device)
     for step in range(1, cfg.steps + 1):
         if not batches:  # a new shuffled pass of near-equal batches (never a batch of 1 when n >= 2)
             batches = list(torch.randperm(len(x_fit), generator=gen).tensor_split(-(-len(x_fit) // cfg.batch_size)))
@@ -336,11 +330,6 @@ class EvalConfig:
     examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png")
 
 
-def embed_imu(encoder, imu, batch_size, device):
-    """IMU windows (N, 6, T) -> IMU2CLIP embeddings (N, D), every window, batch by batch."""
-    return predict(encoder, torch.as_tensor(imu), batch_size, device)
-
-
 def retrieval_directions(test, imu_emb):
     """name -> (queries (N, D), candidates (N, D), groups (N,)) for every direction the test windows support."""
     video, by_video = torch.as_tensor(test.video_emb), group_ids(test.video_emb)
@@ -374,54 +363,48 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
 
 @dataclass
 class LabelledSplits:
-    """Activity recognition data at the model's rate: fitted on train, early-stopped on val, scored on test."""
-
+    """Activity recognition windows (N, 6, T) at the model's rate and labels (N,): fitted on train, early-stopped
+    on val (disjoint in time from train), scored on test."""
     source: str  # where the windows come from (dataset root or .npz path)
     val_source: str  # where the validation windows come from
     class_names: tuple  # class index -> name, also the zero-shot class texts
-    x_train: torch.Tensor  # (N_train, 6, T) float32, and y_train (N_train,) int64
-    y_train: torch.Tensor
-    x_val: torch.Tensor  # (N_val, 6, T), y_val (N_val,): disjoint in time from train
-    y_val: torch.Tensor
-    x_test: torch.Tensor  # (N_test, 6, T), y_test (N_test,)
-    y_test: torch.Tensor
+    x_train: torch.Tensor  # (N_train, 6, T) float32
+    y_train: torch.Tensor  # (N_train,) int64
+    x_val: torch.Tensor  # (N_val, 6, T)
+    y_val: torch.Tensor  # (N_val,)
+    x_test: torch.Tensor  # (N_test, 6, T)
+    y_test: torch.Tensor  # (N_test,)
 
 
 def task_zeroshot(cfg: EvalConfig, encoder, clip, lab: LabelledSplits, device):
     """Zero-shot activity recognition (paper 4.3): each test window's nearest class-name text embedding."""
     class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
-    pred = zero_shot_predict(embed_imu(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
+    pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
     return classification_metrics(lab.y_test, pred, len(lab.class_names))
 
 
 def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
     """Probe, fine-tune and from scratch (paper 4.3) for every train fraction and seed.
     Returns {variant: {fraction: mean and std over seeds of accuracy and macro-F1, confusions summed}}."""
-    K, fit_cfg = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience)
-    runs = {(v, f): [] for v in variants for f in sorted(cfg.train_fraction)}
-    for (variant, fraction), out in runs.items():
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
-            model, steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val, lab.y_val,
-                                         K, fit_cfg, seed, device)
-            pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
-            out.append({**classification_metrics(lab.y_test, pred, K), "steps": steps, "fit_windows": len(fit)})
-        print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy "
-              f"{_mean_std(out, 'accuracy')[0]:.4f} +- {_mean_std(out, 'accuracy')[1]:.4f}", file=sys.stderr)
-    result = {v: {} for v in variants}
-    for (variant, fraction), out in runs.items():
-        (acc, acc_std), (f1, f1_std) = _mean_std(out, "accuracy"), _mean_std(out, "macro_f1")
-        result[variant][fraction] = {"accuracy": acc, "accuracy_std": acc_std, "macro_f1": f1, "macro_f1_std": f1_std,
-                                     "steps": float(np.mean([o["steps"] for o in out])), "seeds": len(out),
-                                     "fit_windows": out[0]["fit_windows"],
-                                     "confusion": np.sum([o["confusion"] for o in out], 0).tolist()}
+    K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
+    std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
+    for variant in variants:
+        for fraction in sorted(cfg.train_fraction):
+            runs = []
+            for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+                fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
+                model, steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
+                                             lab.y_val, K, fit_cfg, seed, device)
+                pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
+                runs.append({**classification_metrics(lab.y_test, pred, K), "steps": steps})
+            acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
+            result.setdefault(variant, {})[fraction] = {
+                "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
+                "macro_f1_std": std(f1), "steps": float(np.mean([r["steps"] for r in runs])), "seeds": len(runs),
+                "fit_windows": len(fit), "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}
+            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f} +- {std(acc):.4f}",
+                  file=sys.stderr)
     return result
-
-
-def _mean_std(runs, key):
-    """Mean and sample standard deviation (0 for one run) of runs[i][key]."""
-    v = np.array([r[key] for r in runs], dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 # ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
@@ -744,7 +727,7 @@ def run(cfg: EvalConfig) -> dict:
 
     pictures = {}
     if "retrieval" in steps:
-        imu_emb = embed_imu(encoder, test.imu, cfg.batch_size, device)  # (N, 6, T) -> (N, D)
+        imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
         report["retrieval"] = task_retrieval(cfg, test, imu_emb)
         queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
         pictures["retrieval_examples.png"] = draw_retrieval_examples(
