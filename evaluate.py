@@ -143,11 +143,10 @@ def chance_metrics(n_right, n_candidates):
     if m[0] < 1 or m[-1] > N:
         raise ValueError(f"chance: every query needs between 1 and {N} right candidates, got {m[0]}..{m[-1]}")
     w = torch.as_tensor(queries / queries.sum())  # (G,) share of the queries with each right count
-    k = torch.arange(N + 1, dtype=torch.float64)[None, :]  # (1, N + 1) ranks 0..N
+    Nt, k = torch.tensor(N, dtype=torch.float64), torch.arange(N + 1, dtype=torch.float64)[None, :]  # k: (1, N + 1)
     mm = torch.as_tensor(m, dtype=torch.float64)[:, None]  # (G, 1)
-    lg = torch.lgamma  # log C(N-k, m) - log C(N, m) = lg(N-k+1) - lg(N-k-m+1) - lg(N+1) + lg(N-m+1)
-    log_s = lg(N - k + 1) - lg((N - k - mm + 1).clamp(min=1)) - lg(torch.tensor(N + 1.0, dtype=torch.float64)) + lg(N - mm + 1)
-    S = torch.where(k <= N - mm, log_s.exp(), torch.zeros(()))  # (G, N + 1) P(first right rank > k)
+    log_c = lambda n, r: torch.lgamma(n + 1) - torch.lgamma(r + 1) - torch.lgamma((n - r).clamp(min=0) + 1)  # noqa
+    S = torch.where(k <= N - mm, (log_c(Nt - k, mm) - log_c(Nt, mm)).exp(), 0.0)  # (G, N + 1) S(k), k = 0..N
     r = torch.arange(1, N + 1, dtype=torch.float64)  # (N,)
     out = {f"R@{K}": float(w @ (1 - S[:, min(K, N)])) for K in RECALL_AT}
     out["MRR"] = float(w @ ((S[:, :-1] - S[:, 1:]) / r).sum(1))
@@ -240,7 +239,8 @@ def split_train_val(labels, val_fraction, train_fraction, seed):
 def predict(model, x, batch_size, device):
     """model(x) in eval mode, batch by batch (every row, no drop_last), on the CPU: (N, ...) -> (N, K)."""
     model.eval()
-    return torch.cat([model(x[a : a + batch_size].to(device)).cpu() for a in range(0, len(x), batch_size)])
+    out = [model(x[a : a + batch_size].to(device)).cpu() for a in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
 
 
 def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConfig, seed, device, name=""):
@@ -389,7 +389,7 @@ def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, dev
     K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
     std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
     for variant in variants:
-        for fraction in sorted(cfg.train_fraction):
+        for fraction in sorted(set(cfg.train_fraction)):
             runs = []
             for seed in range(cfg.seed, cfg.seed + cfg.seeds):
                 fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
@@ -690,8 +690,10 @@ def labelled_splits(cfg, root, window, clip, test):
         def part(ds):
             keep = np.flatnonzero(ds.labels >= 0)
             return torch.as_tensor(ds.imu[keep]), torch.as_tensor(ds.labels[keep], dtype=torch.int64)
-        sets = [data.WindowDataset(root, s, window, clip) for s in ("train", "val")] + [test]
-        parts, source, val_source, names = [part(s) for s in sets], str(root), "val recordings", sets[0].class_names
+        train = data.WindowDataset(root, "train", window, clip)
+        val = data.WindowDataset(root, "val", window, clip) if window.val_frac > 0 else None  # else none to stop on
+        parts = [part(train), part(val) if val else (torch.empty(0), torch.empty(0, dtype=torch.int64)), part(test)]
+        source, val_source, names = str(root), "val recordings", train.class_names
     lab = LabelledSplits(source, val_source, tuple(names), *[t for p in parts for t in p])
     if len(lab.y_test) == 0 or len(lab.y_train) < 2:
         raise data.DataError(f"{source}: {len(lab.y_train)} labelled train and {len(lab.y_test)} test windows; "
@@ -709,7 +711,8 @@ def run(cfg: EvalConfig) -> dict:
               "checkpoint": {"path": str(path), **{k: ckpt.get(k) for k in ("step", "epoch", "data", "config",
                                                                                 "window", "encoder_config")}},
               "clip": {**clip.info(), "random_init": bool(banner), "random_init_warning": banner}}
-    print(f"warning: {banner}", file=sys.stderr) if banner else None
+    if banner:
+        print(f"warning: {banner}", file=sys.stderr)
     if cfg.labelled and cfg.task == "retrieval":
         warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
     test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
@@ -763,7 +766,7 @@ def activity_report(cfg, steps, encoder, clip, lab, device):
         variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
             "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
-            "test_windows": len(lab.y_test), "train_fractions": sorted(cfg.train_fraction), "seeds": cfg.seeds,
+            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
             "prompt": cfg.prompt, "variants": variants,
             "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
                                      for f, m in c.items()} for v, c in curves.items()},

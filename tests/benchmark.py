@@ -23,7 +23,8 @@ It prints one JSON object (and writes it to --out). Figures:
 imu,video,text) over --results-seeds seeds on the default dataset (or --results-data), evaluate.py evaluates each
 checkpoint with the same seed, and the script prints markdown tables of mean +- std over the seeds next to the
 exact chance of every row (retrieval, transitivity, activity recognition, label efficiency). The raw numbers and
-the time of every run go to --out. `--results --results-data DIR --results-epochs 1 --results-steps 20 --clip tiny` is a smoke run.
+the time of every run go to --out. A smoke run on a small dataset:
+`--results --results-data DIR --results-epochs 1 --results-steps 20 --clip tiny`.
 """
 import argparse
 import json
@@ -208,9 +209,10 @@ def bench_results(cfg: BenchConfig, work: Path):
             train += ["--data", cfg.results_data] if cfg.results_data else []
             train += ["--epochs", str(cfg.results_epochs)] if cfg.results_epochs else []
             fractions = cfg.results_fractions if modalities == RESULT_MODELS[-1] else (1.0,)
-            evaluate = [sys.executable, str(ROOT / "evaluate.py"), "--task", "all", "--checkpoint", str(out / "best.pt"),
-                        "--seed", str(seed), "--seeds", "1", "--train-fraction", *map(str, fractions),
-                        "--out", str(out / "eval")] + (["--steps", str(cfg.results_steps)] if cfg.results_steps else [])
+            evaluate = [sys.executable, str(ROOT / "evaluate.py"), "--task", "all", "--checkpoint",
+                        str(out / "best.pt"), "--seed", str(seed), "--seeds", "1", "--train-fraction",
+                        *map(str, fractions), "--out", str(out / "eval")]
+            evaluate += ["--steps", str(cfg.results_steps)] if cfg.results_steps else []
             seconds = {}
             for name, cmd in (("train", train), ("evaluate", evaluate)):
                 log = out.with_name(f"{out.name}-{name}.log")

@@ -451,6 +451,14 @@ def test_checkpoint_without_text_warns(world, tmp_path, capsys):
     assert list(report["activity"]["variants"]) == ["zeroshot"] and "retrieval" not in report
 
 
+def test_without_validation_recordings_the_full_budget_is_trained(world, tmp_path, capsys):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", **{"window.val_frac": 0.0})
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--steps", "7", "--out", str(tmp_path / "eval")])
+    a = json.loads((tmp_path / "eval" / "metrics.json").read_text())["activity"]
+    assert a["val_windows"] == 0 and a["variants"]["probe"]["steps"] == 7
+    assert "every variant trains its full --steps" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("change, args, message", [
     ({"version": 2}, [], "version"),
     ({"clip.fingerprint": "ViT-B/32|0123abcd|res=224|v1"}, [], "trained with CLIP"),  # e.g. weights now missing
