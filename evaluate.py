@@ -16,7 +16,8 @@ Run:
     python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
---task: retrieval | zeroshot | probe | finetune (fine-tune and from scratch, same budget) | all. The dataset, the
+--task: retrieval | zeroshot | probe | finetune (fine-tune and from scratch, same budget) | all | pretrained (all
+but from scratch, which does not depend on the checkpoint). The dataset, the
 IMU rate and window length and the CLIP model come from the checkpoint (--data overrides the dataset; --labelled
 takes activity labels from a labelled-IMU .npz). It refuses to test on a recording the checkpoint was trained or
 validated on. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same numbers as markdown
@@ -312,7 +313,8 @@ def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: 
 # ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
 
 TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
-         "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS}  # --task -> what runs
+         "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS,
+         "pretrained": ("retrieval",) + VARIANTS[:3]}  # --task -> what runs; pretrained: all but scratch
 flag = data.flag
 
 
@@ -584,9 +586,10 @@ def summary_markdown(report):
                       for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         if "text->video via imu" in r["directions"]:
             lines += ["", "Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
-                      "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video." +
-                      (" CLIP is random-init: it has no image-text alignment to transfer, so that row sits at "
-                       "chance." if banner else "")]
+                      "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video, which "
+                      "bounds it: it measures how much of CLIP's image-text alignment the IMU encoder inherits." +
+                      (" CLIP is random-init here: it has no image-text alignment to transfer, so that row sits at "
+                       "chance; pretrained weights are needed for it to mean anything." if banner else "")]
         lines.append("")
     if "activity" in report:
         a = report["activity"]

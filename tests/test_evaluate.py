@@ -504,6 +504,7 @@ def test_flags_come_from_the_config():
     assert (cfg.task, cfg.pool_size, cfg.prompt, cfg.seeds) == ("finetune", 300, "a person {}", 5)
     assert cfg.train_fraction == (0.01, 0.2, 1.0)
     assert ev.TASKS["finetune"] == ("finetune", "scratch") and set(ev.TASKS["all"]) == {"retrieval", *ev.VARIANTS}
+    assert set(ev.TASKS["pretrained"]) == set(ev.TASKS["all"]) - {"scratch"}
 
 
 @pytest.mark.xfail(raises=TypeError, reason="train.py still calls chance_metrics(n); the contract is "
