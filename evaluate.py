@@ -12,7 +12,7 @@
    for a labelled .npz, a stratified 20% of its train split), over --seeds seeds (mean +- std).
 
 Run:
-    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt      # about a minute on 2 cores
+    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
     python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
@@ -79,15 +79,16 @@ def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, ch
         query_groups = cand_groups = torch.arange(Q)
     qg = torch.as_tensor(query_groups, dtype=torch.int64).cpu()  # (Q,)
     cg, order = torch.as_tensor(cand_groups, dtype=torch.int64).cpu().sort()  # (C,) sorted, and where each was
-    first, n_right = torch.searchsorted(cg, qg), torch.searchsorted(cg, qg, right=True) - torch.searchsorted(cg, qg)
+    first = torch.searchsorted(cg, qg)  # (Q,) query i's right candidates are order[first[i] : first[i] + n_right[i]]
+    n_right = torch.searchsorted(cg, qg, right=True) - first  # (Q,)
     if (n_right == 0).any():
         raise ValueError("retrieval: some queries have no right candidate")
     ranks, scores, ahead = torch.empty(Q, dtype=torch.int64), torch.empty(min(chunk, Q), C), np.empty(0, bool)
     for a in range(0, Q, chunk):
         s = torch.mm(q[a : a + chunk], cT, out=scores[: min(chunk, Q - a)])  # (B, C) cosines, NaN if not finite
         n, slot = n_right[a : a + chunk, None], torch.arange(int(n_right[a : a + chunk].max()))  # (B, 1), (M,)
-        right = order[first[a : a + chunk, None] + torch.minimum(slot, n - 1)]  # (B, M) right candidates (padded)
-        right_s = s.gather(1, right).nan_to_num_(nan=-torch.inf)  # (B, M) their scores
+        right = order[first[a : a + chunk, None] + torch.minimum(slot, n - 1)]  # (B, M), padded with the last one
+        right_s = s.gather(1, right).nan_to_num_(nan=-torch.inf)  # (B, M) their scores (the padding: slot >= n)
         best = right_s.amax(1, keepdim=True)  # (B, 1) the best right score
         # The plain form masks a (B, C) copy of s to find `best`, counts with torch's int64 sum of booleans and
         # allocates every chunk: 1.7x slower (100k x 100k past 2 min). NaN >= best is False: NaN counts as -inf.

@@ -230,9 +230,9 @@ def bench_results(cfg: BenchConfig, work: Path):
 
 
 def _pm(values):
-    """mean ± sample std of a list of numbers (std 0 for one value), 3 decimals."""
+    """mean ± sample std of a list of numbers (the mean alone for one value), 3 decimals."""
     v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
 def results_markdown(runs: dict) -> str:
