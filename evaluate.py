@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import nn
 
 import data
@@ -427,21 +427,13 @@ def font(size):
 
 
 def _framed(img, color, width=4):
-    """img with a `width`-pixel border of `color` around it."""
-    out = Image.new("RGB", (img.width + 2 * width, img.height + 2 * width), color)
-    out.paste(img, (width, width))
-    return out
+    return ImageOps.expand(img, border=width, fill=color)  # img with a `width`-pixel border of `color`
 
 
 def _frame_tile(frame, size):
-    """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp), letterboxed."""
+    """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp when enlarged), letterboxed."""
     img = Image.fromarray(np.asarray(frame))
-    scale = size / max(img.width, img.height)
-    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                     Image.NEAREST if scale > 1 else Image.BILINEAR)
-    tile = Image.new("RGB", (size, size), (0, 0, 0))
-    tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
-    return tile
+    return ImageOps.pad(img, (size, size), Image.NEAREST if size > max(img.size) else Image.BILINEAR, color="black")
 
 
 def _top(queries, candidates, k):
