@@ -321,7 +321,7 @@ flag = data.flag
 
 @dataclass
 class EvalConfig:
-    task: str = flag("all", "what to evaluate", choices=list(TASKS))
+    task: str = flag("all", "finetune includes from scratch; pretrained = all but from scratch", choices=list(TASKS))
     checkpoint: str = flag("", "the trained model, e.g. runs/imu-video-text/best.pt (required)")
     data: str = flag("", "dataset root; '' = the dataset the checkpoint was trained on")
     labelled: str = flag("", "labelled-IMU .npz for activity recognition instead of the dataset's labelled windows")
