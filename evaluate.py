@@ -1,39 +1,44 @@
-"""Evaluation of a trained IMU2CLIP encoder on the three tasks of the paper (Moon et al., 2022, section 4).
+"""Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
-1. Text->IMU and IMU->Text retrieval (paper section 4.2), over the whole test split.
-2. IMU->Video and Video->IMU retrieval (section 4.2), plus transitivity: Text->Video through the IMU space
-   (score(text, window) = cos(text embedding, IMU embedding of the window), the right windows being those whose
-   video is the narrated one) next to CLIP's own Text->Video (cos(text embedding, video embedding)).
-3. Activity recognition (section 4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe
-   on the frozen encoder, the fine-tuned encoder, and the same architecture trained from scratch, all on the same
-   train split with early stopping on a stratified validation part of it.
+1. Retrieval (section 4.2) over the whole test split: Text<->IMU, IMU<->Video, and transitivity: a model trained
+   on IMU<->video only searched by text through CLIP's own image-text alignment. "text->video via imu" scores
+   window j for narration i by cos(CLIP text_i, IMU embedding_j), the right windows being those whose video is
+   the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries and right answers.
+   Random-init CLIP (offline) has no image-text alignment to transfer, so that row sits at chance; with
+   pretrained weights it can at best approach CLIP's own row.
+2. Activity recognition (section 4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe
+   on the frozen encoder, the fine-tuned encoder and the same architecture from scratch: fitted on the train
+   split (or --train-fraction of it), early-stopped on data disjoint in time from it (the validation recordings;
+   for a labelled .npz, a stratified 20% of its train split), over --seeds seeds (mean +- std).
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
-    python evaluate.py --task retrieval --checkpoint runs/imu-video-text/best.pt --pool-size 300
-    python evaluate.py --task finetune --checkpoint runs/imu-video-text/best.pt --labelled mine.npz --train-fraction 0.1
+    python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
+    python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
---task: `retrieval`; `zeroshot`; `probe` (the linear probe only); `finetune` (fine-tune and from scratch, same
-budget); `all` (all of them). The dataset, the IMU rate and window length and the CLIP model come from the
-checkpoint (--data overrides the dataset; --labelled takes activity labels from a labelled-IMU .npz, resampled to
-the model's rate, any window length). Everything is written under --out (default CHECKPOINT_DIR/eval):
-metrics.json, summary.md (the same numbers as markdown tables), retrieval_examples.png, text_queries.png and
-confusion_<variant>.png. Reports say loudly when the CLIP towers are random-init.
+--task: retrieval | zeroshot | probe | finetune (fine-tune and from scratch, same budget) | all | pretrained (all
+but from scratch, which does not depend on the checkpoint). The dataset, the
+IMU rate and window length and the CLIP model come from the checkpoint (--data overrides the dataset; --labelled
+takes activity labels from a labelled-IMU .npz). It refuses to test on a recording the checkpoint was trained or
+validated on. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same numbers as markdown
+tables), retrieval_examples.png, text_queries.png, confusion_<variant>.png and, for several fractions,
+label_efficiency.png. Reports say loudly when CLIP is random-init. The default is 1 seed, to keep --task all
+about a minute: --seeds 3 for the spread.
 
 Retrieval conventions (every direction, and the tests):
 - Scores are cosine similarities. A query's rank is 1 + the number of *wrong* candidates whose score is >= the
-  best score of a right candidate: ties are broken pessimistically, against the query, so a collapsed
-  encoder (all embeddings equal) gets the worst rank rather than the best.
-- Ground truth is many-to-one: a candidate is right for a query when both windows share a group. Text<->IMU
-  groups windows with identical narrations (the text query is then literally the same query), IMU<->Video groups
-  windows with identical video embeddings, Text->Video groups by either. Otherwise each window is its own group.
-- `--pool-size K` averages over random pools of K windows instead of the whole split: each repeat shuffles the
-  windows into pools of K (the leftover windows are queried against themselves plus random fillers, so every
-  query is counted once per repeat and always sees K candidates). Chance levels are those of one right answer
-  among the pool size.
+  best score of a right candidate: ties count against the query, and a non-finite score counts as -inf, so a
+  collapsed or NaN encoder gets the worst rank, never the best.
+- Ground truth is many-to-one: a candidate is right when it shares the query's group. Text<->IMU groups windows
+  with identical narrations, IMU<->Video and the Text->Video rows windows with identical video embeddings.
+  Identical narrations are *negatives* of each other inside a training batch (as in the official code: the loss
+  only knows its diagonal), but in evaluation they are all right answers: the query text is literally the same.
+- Chance is exact per direction: the expected metrics of a uniformly random ranking given each query's number of
+  right candidates (chance_metrics); with repeated narrations it is well above 1 / pool size.
 """
 import argparse
 import copy
+import functools
 import json
 import sys
 import textwrap
@@ -43,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import nn
 
 import data
@@ -56,94 +61,75 @@ RECALL_AT = (1, 10, 50)  # the R@k reported for every retrieval direction (paper
 METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # retrieval metrics, table columns
 
 
-# ======================================================================================
-# Retrieval metrics: pure functions over two embedding matrices
-# ======================================================================================
+# ----- Retrieval metrics: pure functions over two embedding matrices ------------------------------------------------
 
 
-def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, max_chunk_bytes=512 * 2**20):
-    """Rank of the best right candidate of every query, 1-based, under cosine similarity.
+def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, chunk=None):
+    """1-based rank of the best right candidate of every query under cosine similarity: int64 (Q,).
 
-    queries (Q, D) and candidates (C, D): float tensors or arrays. Candidate j is right for query i when
-    cand_groups[j] == query_groups[i]; by default (Q == C) query i's only right candidate is candidate i.
-    rank_i = 1 + #{wrong j : s_ij >= max over right j' of s_ij'}: ties count against the query.
-    The score matrix is built max_chunk_bytes at a time (5 bytes per score), never whole.
-    Returns an int64 tensor (Q,).
+    queries (Q, D), candidates (C, D). Candidate j is right for query i when cand_groups[j] == query_groups[i]
+    (default, Q == C: candidate i only). rank_i = 1 + #{wrong j : s_ij >= max over right j' of s_ij'}, where a
+    non-finite s counts as -inf. Queries are scored `chunk` at a time (default: 2^25 scores, 128 MB), never (Q, C).
     """
-    q = torch.as_tensor(queries, dtype=torch.float32).cpu()  # (Q, D), normalised chunk by chunk below
-    cT = torch.as_tensor(candidates, dtype=torch.float32).cpu().T.clone(memory_format=torch.contiguous_format)
-    cT /= cT.norm(dim=0).clamp(min=1e-12)  # (C, D) -> (D, C) unit columns: our own copy, in the fast layout
-    Q, C = q.shape[0], cT.shape[1]
+    q = F.normalize(torch.as_tensor(queries, dtype=torch.float32).cpu(), dim=1)  # (Q, D) unit rows
+    cT = F.normalize(torch.as_tensor(candidates, dtype=torch.float32).cpu(), dim=1).T.contiguous()  # (D, C)
+    (Q, C), chunk = (len(q), cT.shape[1]), chunk or max(1, 2**25 // max(1, cT.shape[1]))
     if query_groups is None and cand_groups is None:
         if Q != C:
             raise ValueError(f"retrieval: {Q} queries but {C} candidates and no ground truth groups")
         query_groups = cand_groups = torch.arange(Q)
     qg = torch.as_tensor(query_groups, dtype=torch.int64).cpu()  # (Q,)
-    cg = torch.as_tensor(cand_groups, dtype=torch.int64).cpu()  # (C,)
-    # Members of every group, as a CSR over the candidates sorted by group.
-    order = torch.argsort(cg, stable=True)  # (C,) candidate indices grouped
-    uniq, counts = torch.unique_consecutive(cg[order], return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts  # (G,) first position of each group in `order`
-    slot = torch.searchsorted(uniq, qg).clamp(max=len(uniq) - 1)  # (Q,) group slot of each query
-    if not bool((uniq[slot] == qg).all()):
+    cg, order = torch.as_tensor(cand_groups, dtype=torch.int64).cpu().sort()  # (C,) sorted, and where each was
+    first = torch.searchsorted(cg, qg)  # (Q,) query i's right candidates are order[first[i] : first[i] + n_right[i]]
+    n_right = torch.searchsorted(cg, qg, right=True) - first  # (Q,)
+    if (n_right == 0).any():
         raise ValueError("retrieval: some queries have no right candidate")
-    n_right = counts[slot]  # (Q,) right candidates per query
-
-    chunk = max(1, min(Q, max_chunk_bytes // (5 * C)))
-    scores = torch.empty(chunk, C)  # (B, C) reused for every chunk
-    at_or_above = np.empty((chunk, C), dtype=bool)
-    ranks = torch.empty(Q, dtype=torch.int64)
+    ranks, scores, ahead = torch.empty(Q, dtype=torch.int64), torch.empty(min(chunk, Q), C), np.empty(0, bool)
     for a in range(0, Q, chunk):
-        b = min(Q, a + chunk)
-        s = torch.mm(F.normalize(q[a:b], dim=1), cT, out=scores[: b - a])  # (B, D) x (D, C) -> (B, C)
-        rows, cols = _right_pairs(order, starts[slot[a:b]], n_right[a:b])  # (P,), (P,) right pairs
-        right = s[rows, cols]  # (P,) scores of the right pairs
-        best = torch.full((b - a,), -torch.inf).scatter_reduce(0, rows, right, "amax")  # (B,)
-        # numpy counts booleans ~8x faster than torch's reductions on CPU.
-        np.greater_equal(s.numpy(), best[:, None].numpy(), out=at_or_above[: b - a])
-        n_at_or_above = torch.from_numpy(np.count_nonzero(at_or_above[: b - a], axis=1))  # (B,)
-        n_right_tied = torch.bincount(rows, weights=(right >= best[rows]).double(), minlength=b - a)  # (B,)
-        ranks[a:b] = 1 + n_at_or_above - n_right_tied.long()
+        s = torch.mm(q[a : a + chunk], cT, out=scores[: min(chunk, Q - a)])  # (B, C) cosines, NaN if not finite
+        n, slot = n_right[a : a + chunk, None], torch.arange(int(n_right[a : a + chunk].max()))  # (B, 1), (M,)
+        right = order[first[a : a + chunk, None] + torch.minimum(slot, n - 1)]  # (B, M), padded with the last one
+        right_s = s.gather(1, right).nan_to_num_(nan=-torch.inf)  # (B, M) their scores (the padding: slot >= n)
+        best = right_s.amax(1, keepdim=True)  # (B, 1) the best right score
+        # The plain form masks a (B, C) copy of s to find `best`, counts with torch's int64 sum of booleans and
+        # allocates every chunk: 1.7x slower (100k x 100k past 2 min). NaN >= best is False: NaN counts as -inf.
+        ahead = np.greater_equal(s.numpy(), best.numpy(), out=ahead if ahead.shape == s.shape else None)  # (B, C)
+        wrong = torch.from_numpy(np.count_nonzero(ahead, axis=1)) - ((right_s >= best) & (slot < n)).sum(1)  # (B,)
+        ranks[a : a + chunk] = 1 + torch.where(best[:, 0] > -torch.inf, wrong, C - n[:, 0])  # -inf: every one ties
     return ranks
 
 
-def _right_pairs(order, first, n):
-    """(row, column) of every right pair: row i owns the n[i] candidates order[first[i] : first[i] + n[i]]."""
-    rows = torch.repeat_interleave(torch.arange(len(n)), n)  # (P,)
-    offset = torch.arange(len(rows)) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)  # (P,) 0..n[i]-1
-    return rows, order[torch.repeat_interleave(first, n) + offset]
+def right_counts(query_groups, cand_groups):
+    """Number of right candidates of every query (candidates sharing its group): int64 (Q,)."""
+    groups, counts = np.unique(np.asarray(cand_groups), return_counts=True)
+    pos = np.searchsorted(groups, np.asarray(query_groups)).clip(max=len(groups) - 1)  # (Q,)
+    return np.where(groups[pos] == np.asarray(query_groups), counts[pos], 0)
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """Ranks within random pools of `pool_size` windows, to compare with numbers reported over fixed-size pools.
+    """Ranks within random pools of pool_size windows (--pool-size), to compare with numbers reported that way.
 
-    queries (N, D) and candidates (N, D) are two views of the same N windows; groups (N,) as in
-    retrieval_ranks. Every repeat shuffles the windows into pools of pool_size; the leftover windows are
-    queried against themselves plus random other windows, so each pool has exactly pool_size candidates.
-    Returns int64 (repeats, N): rank of window i's query in its pool, per repeat.
+    queries (N, D) and candidates (N, D) are two views of the same N windows, groups (N,) as in retrieval_ranks.
+    Every repeat shuffles the windows into pools; the leftover windows are queried against themselves plus
+    random other windows, so every query sees pool_size candidates once per repeat.
+    Returns (repeats, N) ranks and (repeats, N) right counts (for chance_metrics).
     """
-    q = torch.as_tensor(queries, dtype=torch.float32)
-    c = torch.as_tensor(candidates, dtype=torch.float32)
-    g = torch.as_tensor(groups, dtype=torch.int64)
-    N = q.shape[0]
-    K = min(pool_size, N)
-    gen = torch.Generator().manual_seed(seed)
-    ranks = torch.empty(repeats, N, dtype=torch.int64)
+    q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
+    g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
+    N, K = len(g), min(pool_size, len(g))
+    ranks, n_right = torch.empty(repeats, N, dtype=torch.int64), np.empty((repeats, N), dtype=np.int64)
     for r in range(repeats):
         perm = torch.randperm(N, generator=gen)  # (N,)
         for a in range(0, N, K):
-            pool = perm[a : a + K]  # queried windows
-            if len(pool) < K:  # leftovers: fill the candidate pool with other random windows
-                rest = perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]
-                cands = torch.cat([pool, rest])
-            else:
-                cands = pool
+            pool = perm[a : a + K]  # the queried windows
+            cands = torch.cat([pool, perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]])  # (K,)
             ranks[r, pool] = retrieval_ranks(q[pool], c[cands], g[pool], g[cands])
-    return ranks
+            n_right[r, pool] = right_counts(g[pool], g[cands])
+    return ranks, n_right
 
 
 def rank_metrics(ranks):
-    """R@k, MRR and median rank of a tensor of 1-based ranks (any shape; every entry is one query)."""
+    """R@k, MRR and median rank of 1-based ranks (any shape; every entry is one query)."""
     r = torch.as_tensor(ranks).reshape(-1).double()  # (M,)
     out = {f"R@{k}": float((r <= k).double().mean()) for k in RECALL_AT}
     out["MRR"] = float((1.0 / r).mean())
@@ -151,26 +137,61 @@ def rank_metrics(ranks):
     return out
 
 
-def chance_metrics(pool_size):
-    """The same metrics for a random ranking of pool_size candidates with one right answer."""
-    K = pool_size
-    out = {f"R@{k}": min(k, K) / K for k in RECALL_AT}
-    out["MRR"] = float(sum(1.0 / r for r in range(1, K + 1)) / K)
-    out["median_rank"] = (K + 1) / 2
+def chance_metrics(n_right, n_candidates):
+    """The exact expected rank_metrics of a uniformly random ranking of n_candidates.
+
+    n_right: int, or ints (Q,): right candidates of each query. With N candidates and m right ones the first right
+    one is at rank > k with probability S(k) = C(N-k, m) / C(N, m) = C(N-m, k) / C(N, k), i.e. at rank r with
+    P(r) = S(r-1) - S(r) = C(N-r, m-1) / C(N, m). R@K = mean over queries of 1 - S(K), MRR = mean of sum_r P(r)/r.
+    median_rank is the median of the mixture over queries of their rank distributions, F(r) = mean of 1 - S(r)
+    (what rank_metrics' median tends to over many random rankings): the midpoint of the first r with F(r) >= 1/2
+    and the first with F(r) > 1/2, so that a single right answer gives (N + 1) / 2.
+    """
+    N = int(n_candidates)
+    m, queries = np.unique(np.atleast_1d(n_right), return_counts=True)  # queries grouped by their right count
+    if m[0] < 1 or m[-1] > N:
+        raise ValueError(f"chance: every query needs between 1 and {N} right candidates, got {m[0]}..{m[-1]}")
+    w = torch.as_tensor(queries / queries.sum())  # (G,) share of the queries with each right count
+    Nt, k = torch.tensor(N, dtype=torch.float64), torch.arange(N + 1, dtype=torch.float64)[None, :]  # k: (1, N + 1)
+    mm = torch.as_tensor(m, dtype=torch.float64)[:, None]  # (G, 1)
+    log_c = lambda n, r: torch.lgamma(n + 1) - torch.lgamma(r + 1) - torch.lgamma((n - r).clamp(min=0) + 1)  # noqa
+    S = torch.where(k <= N - mm, (log_c(Nt - k, mm) - log_c(Nt, mm)).exp(), 0.0)  # (G, N + 1) S(k), k = 0..N
+    r = torch.arange(1, N + 1, dtype=torch.float64)  # (N,)
+    out = {f"R@{K}": float(w @ (1 - S[:, min(K, N)])) for K in RECALL_AT}
+    out["MRR"] = float(w @ ((S[:, :-1] - S[:, 1:]) / r).sum(1))
+    F_r = 1 - w @ S[:, 1:]  # (N,) mixture CDF at ranks 1..N
+    lo, hi = torch.searchsorted(F_r, 0.5 - 1e-12), torch.searchsorted(F_r, 0.5 + 1e-12, right=True)
+    out["median_rank"] = float((min(int(lo), N - 1) + min(int(hi), N - 1)) / 2 + 1)
     return out
 
 
-# ======================================================================================
-# Activity recognition: metrics, zero-shot, supervised variants
-# ======================================================================================
+def group_ids(*keys):
+    """Windows that share any key are one group (union over keys): each key is a list (N,) of hashables or a
+    float array (N, D) compared row-exactly. Returns int64 (N,)."""
+    parent = list(range(len(keys[0])))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for key in keys:
+        if isinstance(key, np.ndarray):
+            key = [row.tobytes() for row in np.ascontiguousarray(key)]
+        first = {}
+        for i, k in enumerate(key):
+            parent[find(i)] = find(first.setdefault(k, i))
+    return torch.tensor([find(i) for i in range(len(parent))])
+
+
+# ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
 
 
 def classification_metrics(labels, predictions, n_classes):
-    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted class).
-
-    Macro-F1 averages the per-class F1 over the classes present in `labels` (a class absent from the test set has
-    no recall to speak of); predicting an absent class still lowers the recall, hence F1, of the true class.
-    """
+    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted class). Macro-F1 averages
+    the F1 of the classes present in `labels` (an absent class has no recall to speak of; predicting it still
+    lowers the recall, hence F1, of the true class)."""
     y = torch.as_tensor(labels, dtype=torch.int64)  # (N,)
     p = torch.as_tensor(predictions, dtype=torch.int64)  # (N,)
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -194,21 +215,22 @@ def zero_shot_predict(imu_emb, class_emb):
 class FitConfig:
     """How the probe, fine-tune and from-scratch classifiers are trained (one config, three variants)."""
 
-    epochs: int = 10  # most passes over the training part (early stopping may end sooner)
-    patience: int = 3  # stop after this many epochs without a lower validation loss; the best epoch is kept
+    steps: int = 300  # most optimizer steps (not epochs: a 40-window set gets the same budget as a large one)
+    val_every: int = 20  # steps between two validation losses; the weights of the lowest one are kept
+    patience: int = 5  # stop after this many validations without a lower loss
     batch_size: int = 32  # windows per step
     probe_lr: float = 1e-2  # AdamW learning rate of the probe's linear layer (frozen features converge slowly)
     lr: float = 1e-3  # AdamW learning rate of the fine-tune head and of the whole from-scratch model
     encoder_lr: float = 1e-4  # AdamW learning rate of the pretrained encoder when fine-tuning
     weight_decay: float = 1e-4  # AdamW weight decay
-    val_fraction: float = 0.2  # part of the training split held out for early stopping, stratified by class
-    train_fraction: float = 1.0  # part of the rest actually trained on (few-shot curves); >= 1 window per class
 
 
 def split_train_val(labels, val_fraction, train_fraction, seed):
     """Stratified (fit, val) indices of a labelled training split; fit is then subsampled to train_fraction.
 
-    Every class with >= 2 windows gives at least one to each part; a class with one window goes to fit.
+    Every class with >= 2 windows gives at least one to each part; a class with one window goes to fit. For one
+    seed the fits of growing fractions are nested. (data.py's _stratified_split is the .npz's train/test split;
+    data.py must not import evaluate.py, so the two stay.)
     """
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -222,284 +244,197 @@ def split_train_val(labels, val_fraction, train_fraction, seed):
     return np.sort(np.array(fit, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
-def _batches(n, batch_size, gen):
-    """Shuffled index batches of near-equal size (never a batch of 1 when n >= 2)."""
-    perm = torch.randperm(n, generator=gen)
-    return torch.tensor_split(perm, max(1, -(-n // batch_size)))
-
-
-def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConfig, seed, device, name=""):
-    """Train `model` (inputs -> logits) with cross-entropy and early stopping on the validation loss.
-
-    x_* are CPU tensors (windows (N, 6, T) or frozen features (N, D)); param_groups are AdamW groups.
-    Returns the model with its best-validation weights, in eval mode, and the number of epochs run.
-    A progress line per epoch goes to stderr, prefixed with `name`.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
-    model.to(device)
-    best, best_state, since_best, epoch = float("inf"), None, 0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        losses = []
-        for idx in _batches(len(x_fit), cfg.batch_size, gen):
-            loss = F.cross_entropy(model(x_fit[idx].to(device)), y_fit[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        line = f"[evaluate] {name} epoch {epoch}/{cfg.epochs} train loss {np.mean(losses):.4f}"
-        if len(x_val) == 0:  # nothing held out (tiny classes): train the full budget
-            print(line, file=sys.stderr)
-            continue
-        val_loss = F.cross_entropy(predict(model, x_val, cfg.batch_size, device), y_val).item()
-        print(f"{line} val loss {val_loss:.4f}", file=sys.stderr)
-        if val_loss < best:
-            best, best_state, since_best = val_loss, copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.eval(), epoch
-
-
 @torch.no_grad()
 def predict(model, x, batch_size, device):
     """model(x) in eval mode, batch by batch (every row, no drop_last), on the CPU: (N, ...) -> (N, K)."""
     model.eval()
-    return torch.cat([model(x[a : a + batch_size].to(device)).cpu() for a in range(0, len(x), batch_size)])
+    out = [model(x[a : a + batch_size].to(device)).cpu() for a in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConfig, seed, device, name=""):
+    """Train `model` (inputs -> logits) with cross-entropy for cfg.steps steps, early-stopped on the val loss.
+
+    x_* are CPU tensors (windows (N, 6, T) or frozen features (N, D)); param_groups are AdamW groups. With no
+    validation windows the whole budget is trained. Returns the best-validation model in eval mode, steps run.
+    """
+    gen, opt = torch.Generator().manual_seed(seed), torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+    best, best_state, since_best, batches = float("inf"), None, 0, []
+    model.to(device)
+    for step in range(1, cfg.steps + 1):
+        if not batches:  # a new shuffled pass of near-equal batches (never a batch of 1 when n >= 2)
+            batches = list(torch.randperm(len(x_fit), generator=gen).tensor_split(-(-len(x_fit) // cfg.batch_size)))
+        idx = batches.pop()
+        model.train()
+        loss = F.cross_entropy(model(x_fit[idx].to(device)), y_fit[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if len(x_val) == 0 or (step % cfg.val_every and step < cfg.steps):
+            continue
+        val_loss = F.cross_entropy(predict(model, x_val, 256, device), y_val).item()
+        print(f"[evaluate] {name} step {step}/{cfg.steps} loss {loss.item():.4f} val {val_loss:.4f}", file=sys.stderr)
+        if val_loss < best:
+            best, best_state, since_best = val_loss, copy.deepcopy(model.state_dict()), 0
+        elif (since_best := since_best + 1) >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), step
 
 
 VARIANTS = ("zeroshot", "probe", "finetune", "scratch")  # activity recognition variants, in report order
+SUPERVISED = VARIANTS[1:]
 
 
-def train_variant(variant, encoder, x_train, y_train, n_classes, cfg: FitConfig, seed, device):
-    """Train one supervised variant on the training split; returns (windows (N, 6, T) -> logits (N, K), epochs).
+def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: FitConfig, seed, device):
+    """One supervised variant: returns (windows (N, 6, T) -> logits (N, K), steps run).
 
     probe: a linear layer on the frozen encoder's output (features computed once);
     finetune: a copy of the encoder plus a linear layer, all trained (encoder at cfg.encoder_lr);
     scratch: the same architecture randomly initialised (from `seed`) plus a linear layer, all at cfg.lr.
     """
-    fit, val = split_train_val(y_train.numpy(), cfg.val_fraction, cfg.train_fraction, seed)
-    D = encoder.cfg.embed_dim
     torch.manual_seed(seed)  # the head's (and the from-scratch encoder's) initialisation
-    head = nn.Linear(D, n_classes)
+    head = nn.Linear(encoder.cfg.embed_dim, n_classes)
     if variant == "probe":
         frozen = encoder.to(device).eval()
-        feats = predict(frozen, x_train, cfg.batch_size, device)  # (N, 6, T) -> (N, D), computed once
-        groups = [{"params": head.parameters(), "lr": cfg.probe_lr}]
-        head, epochs = fit_classifier(head, groups, feats[fit], y_train[fit], feats[val], y_train[val], cfg, seed,
-                                      device, variant)
-        return nn.Sequential(frozen, head).eval(), epochs
+        f_fit, f_val = (predict(frozen, x, 256, device) for x in (x_fit, x_val))  # (N, 6, T) -> (N, D), once
+        head, steps = fit_classifier(head, [{"params": head.parameters(), "lr": cfg.probe_lr}], f_fit, y_fit,
+                                     f_val, y_val, cfg, seed, device, variant)
+        return nn.Sequential(frozen, head).eval(), steps
     if variant == "finetune":
         body = copy.deepcopy(encoder)
         groups = [{"params": body.parameters(), "lr": cfg.encoder_lr}, {"params": head.parameters(), "lr": cfg.lr}]
-    elif variant == "scratch":
-        body = IMUEncoder(encoder.cfg)
-        groups = [{"params": list(body.parameters()) + list(head.parameters()), "lr": cfg.lr}]
     else:
-        raise ValueError(f"unknown supervised variant {variant!r}")
+        body = IMUEncoder(encoder.cfg)
+        groups = [{"params": [*body.parameters(), *head.parameters()], "lr": cfg.lr}]
     model = nn.Sequential(body, head)  # (B, 6, T) -> (B, D) -> (B, K)
-    return fit_classifier(model, groups, x_train[fit], y_train[fit], x_train[val], y_train[val], cfg, seed, device,
-                          variant)
+    return fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
 
 
-# ======================================================================================
-# The three tasks on a checkpoint
-# ======================================================================================
+# ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
+
+TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
+         "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS,
+         "pretrained": ("retrieval",) + VARIANTS[:3]}  # --task -> what runs; pretrained: all but scratch
+flag = data.flag
 
 
 @dataclass
 class EvalConfig:
-    task: str = "all"  # retrieval | zeroshot | probe (linear probe) | finetune (fine-tune + from scratch) | all
-    checkpoint: str = ""  # the trained model, e.g. runs/imu-video-text/best.pt (required)
-    data: str = ""  # dataset root; "" = the dataset the checkpoint was trained on
-    labelled: str = ""  # labelled-IMU .npz for activity recognition instead of the dataset's labelled windows
-    out: str = ""  # report directory; "" = <checkpoint dir>/eval
-    pool_size: int = 0  # 0 = rank against the whole test split; K = average over random pools of K candidates
-    pool_repeats: int = 10  # random pool draws averaged when --pool-size is set
-    prompt: str = "{}"  # zero-shot class text template, e.g. "a person {}"; {} is the class name
-    epochs: int = 10  # most epochs of the probe / fine-tune / from-scratch training (early stopping on val)
-    patience: int = 3  # early-stopping patience in epochs
-    train_fraction: float = 1.0  # part of the training windows used by the supervised variants (few-shot)
-    seed: int = 0  # seeds the pools, the train/val split, the heads and the from-scratch encoder
-    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
-    batch_size: int = 256  # windows per encoder forward pass when embedding
-    examples: int = 4  # queries drawn in retrieval_examples.png and text_queries.png
+    task: str = flag("all", "finetune includes from scratch; pretrained = all but from scratch", choices=list(TASKS))
+    checkpoint: str = flag("", "the trained model, e.g. runs/imu-video-text/best.pt (required)")
+    data: str = flag("", "dataset root; '' = the dataset the checkpoint was trained on")
+    labelled: str = flag("", "labelled-IMU .npz for activity recognition instead of the dataset's labelled windows")
+    out: str = flag("", "report directory; '' = <checkpoint dir>/eval")
+    pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates")
+    pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set")
+    prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
+    steps: int = flag(300, "most optimizer steps of the probe / fine-tune / from-scratch training")
+    patience: int = flag(5, "early stopping: validations (every 20 steps) without a lower validation loss")
+    seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute")
+    train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
+    seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders")
+    device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
+    batch_size: int = flag(256, "windows per encoder forward pass when embedding")
+    examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png")
 
 
-TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
-         "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS}  # --task -> what runs
-
-
-def parse_args(argv=None) -> EvalConfig:
-    """EvalConfig from the command line: one --flag per field, help from the field comments."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    help_text = data.field_help(EvalConfig)
-    for f in fields(EvalConfig):
-        kwargs = {"choices": list(TASKS)} if f.name == "task" else {}
-        parser.add_argument("--" + f.name.replace("_", "-"), type=f.type, default=f.default,
-                            help=help_text.get(f.name), **kwargs)
-    return EvalConfig(**vars(parser.parse_args(argv)))
-
-
-def load_clip(ckpt, path, device):
-    """The checkpoint's frozen CLIP, rebuilt; ValueError if its embeddings would differ from training's."""
-    info = ckpt["clip"]
-    clip = FrozenCLIP(info["name"], weights=ckpt["config"].get("clip_weights") or None, device=str(device),
-                      require_pretrained=info.get("weights_source") == "pretrained")
-    if clip.fingerprint != info.get("fingerprint"):
-        raise ValueError(f"{path}: trained with CLIP {info.get('fingerprint')}, but this machine gives "
-                         f"{clip.fingerprint}; evaluate where the same CLIP weights are available")
-    return clip
-
-
-def embed_imu(encoder, imu, batch_size, device):
-    """IMU windows (N, 6, T) -> IMU2CLIP embeddings (N, D), every window, batch by batch."""
-    return predict(encoder, torch.as_tensor(imu), batch_size, device)
-
-
-def group_ids(*keys):
-    """Windows that share any key are one group (union over keys): each key is a list (N,) of hashables or a
-    float array (N, D) compared row-exactly. Returns int64 (N,)."""
-    parent = list(range(len(keys[0])))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for key in keys:
-        if isinstance(key, np.ndarray):
-            key = [row.tobytes() for row in np.ascontiguousarray(key)]
-        first = {}
-        for i, k in enumerate(key):
-            parent[find(i)] = find(first.setdefault(k, i))
-    return torch.tensor([find(i) for i in range(len(parent))])
-
-
-def retrieval_directions(test, imu_emb, use_text):
-    """name -> (queries (N, D), candidates (N, D), groups (N,)) for every direction this dataset supports."""
-    video = torch.as_tensor(test.video_emb)
-    by_video = group_ids(test.video_emb)
+def retrieval_directions(test, imu_emb):
+    """name -> (queries (N, D), candidates (N, D), groups (N,)) for every direction the test windows support."""
+    video, by_video = torch.as_tensor(test.video_emb), group_ids(test.video_emb)
     out = {}
-    if use_text:
-        text = torch.as_tensor(test.text_emb)
-        by_text = group_ids(test.texts)
-        out.update({"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text)})
+    if test.text_emb is not None:
+        text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
+        out = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text)}
     out.update({"imu->video": (imu_emb, video, by_video), "video->imu": (video, imu_emb, by_video)})
-    if use_text:
-        by_either = group_ids(test.texts, test.video_emb)
-        # transitivity: the text ranks windows by their IMU embedding, right = the narrated window's video (or
-        # one of an identical narration's), scored exactly like CLIP's own Text->Video next to it
-        out.update({"text->video (imu space)": (text, imu_emb, by_either),
-                    "text->video (clip space)": (text, video, by_either)})
+    if test.text_emb is not None:  # transitivity: the same queries and right windows, IMU or CLIP video space
+        out.update({"text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)})
     return out
 
 
-def run_retrieval(cfg: EvalConfig, test, imu_emb, use_text):
-    """Every direction's metrics over the test split (or its random pools), with the pool size and chance."""
+def task_retrieval(cfg: EvalConfig, test, imu_emb):
+    """Retrieval (paper 4.2) in every direction over the test split (or random pools), each with exact chance."""
     N = len(test)
     K = min(cfg.pool_size, N) if cfg.pool_size > 0 else N
-    results = {}
-    for name, (q, c, g) in retrieval_directions(test, imu_emb, use_text).items():
+    directions = {}
+    for name, (q, c, g) in retrieval_directions(test, imu_emb).items():
         if cfg.pool_size > 0:
-            ranks = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N)
+            ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
         else:
-            ranks = retrieval_ranks(q, c, g, g)  # (N,)
-        results[name] = rank_metrics(ranks)
-        print(f"[evaluate] retrieval {name}: R@1 {results[name]['R@1']:.4f}", file=sys.stderr)
-    return {"split": "test", "windows": N, "pool_size": K, "mode": "pooled" if cfg.pool_size > 0 else "full",
-            "pool_repeats": cfg.pool_repeats if cfg.pool_size > 0 else 1, "chance": chance_metrics(K),
-            "directions": results}
+            ranks, n_right = retrieval_ranks(q, c, g, g), right_counts(g, g)  # (N,) each
+        directions[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
+        print(f"[evaluate] retrieval {name}: R@1 {directions[name]['R@1']:.4f} "
+              f"(chance {directions[name]['chance']['R@1']:.4f})", file=sys.stderr)
+    return {"split": "test", "windows": N, "recordings": len(set(test.recording_ids)), "pool_size": K,
+            "mode": "pooled" if cfg.pool_size > 0 else "full", "pool_repeats": cfg.pool_repeats if cfg.pool_size else 1,
+            "directions": directions}
 
 
 @dataclass
 class LabelledSplits:
-    """Activity recognition data: windows at the model's rate, split into train and test."""
-
+    """Activity recognition windows (N, 6, T) at the model's rate and labels (N,): fitted on train, early-stopped
+    on val (disjoint in time from train), scored on test."""
     source: str  # where the windows come from (dataset root or .npz path)
+    val_source: str  # where the validation windows come from
     class_names: tuple  # class index -> name, also the zero-shot class texts
     x_train: torch.Tensor  # (N_train, 6, T) float32
     y_train: torch.Tensor  # (N_train,) int64
-    x_test: torch.Tensor  # (N_test, 6, T) float32
-    y_test: torch.Tensor  # (N_test,) int64
+    x_val: torch.Tensor  # (N_val, 6, T)
+    y_val: torch.Tensor  # (N_val,)
+    x_test: torch.Tensor  # (N_test, 6, T)
+    y_test: torch.Tensor  # (N_test,)
 
 
-def labelled_from_npz(path, rate_hz):
-    """A user's labelled-IMU .npz, resampled to the model's rate by data.load_labelled (any length)."""
-    lab = data.load_labelled(path, rate_hz=rate_hz)  # DataError on a bad file (e.g. not 6 channels)
-    imu, labels = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
-    train, test = np.asarray(lab.split) == "train", np.asarray(lab.split) == "test"
-    return LabelledSplits(str(path), tuple(lab.class_names), imu[train], labels[train], imu[test], labels[test])
+def task_zeroshot(cfg: EvalConfig, encoder, clip, lab: LabelledSplits, device):
+    """Zero-shot activity recognition (paper 4.3): each test window's nearest class-name text embedding."""
+    class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
+    pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
+    return classification_metrics(lab.y_test, pred, len(lab.class_names))
 
 
-def labelled_from_windows(root, train_set, test_set):
-    """The dataset's windows that carry an activity label (the activity covering most of the window)."""
-    def part(ds):
-        keep = np.flatnonzero(ds.labels >= 0)
-        return torch.as_tensor(ds.imu[keep]), torch.as_tensor(ds.labels[keep], dtype=torch.int64)
-    return LabelledSplits(str(root), tuple(train_set.class_names), *part(train_set), *part(test_set))
-
-
-def run_activity(cfg: EvalConfig, variants, encoder, clip, lab: LabelledSplits, device):
-    """Zero-shot and supervised activity recognition on lab's test split.
-    Returns the report dict; each variant has accuracy, macro_f1, confusion (and epochs for trained ones)."""
-    K = len(lab.class_names)
-    if len(lab.y_test) == 0:
-        raise data.DataError(f"{lab.source}: no labelled test windows for activity recognition")
-    if set(variants) - {"zeroshot"} and len(lab.y_train) < 2:
-        raise data.DataError(f"{lab.source}: {len(lab.y_train)} labelled training windows, need at least 2")
-    if lab.x_test.shape[-1] < encoder.min_samples():
-        raise data.DataError(f"{lab.source}: windows of {lab.x_test.shape[-1]} samples are shorter than the "
-                             f"encoder's minimum of {encoder.min_samples()}")
-    fit_cfg = FitConfig(epochs=cfg.epochs, patience=cfg.patience, train_fraction=cfg.train_fraction)
-    counts = torch.bincount(lab.y_test, minlength=K)
-    out = {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
-           "train_windows": len(lab.y_train), "test_windows": len(lab.y_test), "train_fraction": cfg.train_fraction,
-           "prompt": cfg.prompt,
-           "chance": {"uniform_accuracy": 1.0 / K, "majority_accuracy": float(counts.max() / counts.sum())},
-           "variants": {}}
+def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
+    """Probe, fine-tune and from scratch (paper 4.3) for every train fraction and seed.
+    Returns {variant: {fraction: mean and std over seeds of accuracy and macro-F1, confusions summed}}."""
+    K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
+    std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
     for variant in variants:
-        if variant == "zeroshot":
-            class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
-            imu_emb = embed_imu(encoder, lab.x_test, cfg.batch_size, device)  # (N_test, D)
-            pred, extra = zero_shot_predict(imu_emb, class_emb), {}
-        else:
-            model, epochs = train_variant(variant, encoder, lab.x_train, lab.y_train, K, fit_cfg, cfg.seed, device)
-            pred, extra = predict(model, lab.x_test, cfg.batch_size, device).argmax(1), {"epochs": epochs}
-        out["variants"][variant] = {**classification_metrics(lab.y_test, pred, K), **extra}
-        print(f"[evaluate] activity {variant}: accuracy {out['variants'][variant]['accuracy']:.4f}", file=sys.stderr)
-    return out
+        for fraction in sorted(set(cfg.train_fraction)):
+            runs = []
+            for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+                fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
+                model, steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
+                                             lab.y_val, K, fit_cfg, seed, device)
+                pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
+                runs.append({**classification_metrics(lab.y_test, pred, K), "steps": steps})
+            acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
+            result.setdefault(variant, {})[fraction] = {
+                "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
+                "macro_f1_std": std(f1), "steps": float(np.mean([r["steps"] for r in runs])), "seeds": len(runs),
+                "fit_windows": len(fit), "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}
+            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f} +- {std(acc):.4f}",
+                  file=sys.stderr)
+    return result
 
 
-# ======================================================================================
-# Reports: pictures (PIL only), metrics.json, summary.md
-# ======================================================================================
+# ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
+CURVE_COLORS = {"probe": (31, 119, 180), "finetune": (214, 39, 40), "scratch": (120, 120, 120)}
 
 
-def _frame_tile(frame, size):
-    """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp), letterboxed."""
-    img = Image.fromarray(np.asarray(frame))
-    scale = size / max(img.width, img.height)
-    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                     Image.NEAREST if scale > 1 else Image.BILINEAR)
-    tile = Image.new("RGB", (size, size), (0, 0, 0))
-    tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
-    return tile
+def font(size):
+    return ImageFont.load_default(size=size)  # PIL's scalable built-in font (Pillow >= 10.1)
 
 
 def _framed(img, color, width=4):
-    """img with a `width`-pixel border of `color` around it."""
-    out = Image.new("RGB", (img.width + 2 * width, img.height + 2 * width), color)
-    out.paste(img, (width, width))
-    return out
+    return ImageOps.expand(img, border=width, fill=color)  # img with a `width`-pixel border of `color`
+
+
+def _frame_tile(frame, size):
+    """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp when enlarged), letterboxed."""
+    img = Image.fromarray(np.asarray(frame))
+    return ImageOps.pad(img, (size, size), Image.NEAREST if size > max(img.size) else Image.BILINEAR, color="black")
 
 
 def _top(queries, candidates, k):
@@ -509,31 +444,19 @@ def _top(queries, candidates, k):
     return (a @ b.T).topk(min(k, len(b)), dim=1).indices  # (Q, N) -> (Q, k)
 
 
-def pick_examples(n, how_many, seed):
-    """A fixed, spread-out sample of query indices for the pictures."""
-    return np.sort(np.random.default_rng(seed).choice(n, size=min(how_many, n), replace=False))
-
-
 def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
     in green; when the right frame is not among them, it follows after a gap with its rank."""
-    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
+    big, small = font(14), font(12)
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
-    recordings = {}
-
-    def frame(i):
-        rec_id, idx = test.frame_index[i]
-        if rec_id not in recordings:
-            recordings[rec_id] = data.read_recording(Path(root) / rec_id)
-        return recordings[rec_id].frames[idx]
-
+    read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
     plot_w, row_h, pad, step = 2 * tile, tile + 44, 10, tile + 8 + 10
     frames_x = pad + plot_w + pad
     canvas = Image.new("RGB", (frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=font)
+    draw.text((pad, 6), title, fill=INK, font=big)
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
         canvas.paste(draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
@@ -542,9 +465,9 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
         if not any(by_video[c] == by_video[i] for _, c in shown):
             shown.append((k, i))  # the right frame, after a gap
         for j, c in shown:
-            right = bool(by_video[c] == by_video[i])
+            right, (rec_id, frame) = bool(by_video[c] == by_video[i]), test.frame_index[c]
             x = frames_x + j * step + (pad if j == k else 0)
-            canvas.paste(_framed(_frame_tile(frame(c), tile), RIGHT if right else OTHER), (x, y))
+            canvas.paste(_framed(_frame_tile(read(rec_id).frames[frame], tile), RIGHT if right else OTHER), (x, y))
             label = f"true, rank {int(ranks[r])}" if j == k else f"#{j + 1}" + (" (true)" if right else "")
             draw.text((x, y + tile + 10), label, fill=RIGHT if right else INK, font=small)
             draw.text((x, y + tile + 24), test.window_ids[c], fill=(120, 120, 120), font=small)
@@ -554,22 +477,20 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
 def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
     narrations under them; windows with the queried narration are outlined."""
-    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
+    big, small = font(14), font(12)
     top = _top(test.text_emb[queries], imu_emb, k)  # (Q, k)
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
-    w, h = plot
-    pad, row_h = 10, 24 + h + 8 + 36
+    (w, h), pad, row_h = plot, 10, 24 + plot[1] + 8 + 36
     canvas = Image.new("RGB", (pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=font)
+    draw.text((pad, 6), title, fill=INK, font=big)
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
-        draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (its own window: rank "
-                            f"{int(ranks[r])} of {len(test)})", fill=INK, font=font)
+        draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
+                            f"rank {int(ranks[r])} of {len(test)})", fill=INK, font=big)
         for j, c in enumerate(top[r].tolist()):
-            right = test.texts[c] == test.texts[i]
-            x = pad + j * (w + 8 + pad)
+            right, x = test.texts[c] == test.texts[i], pad + j * (w + 8 + pad)
             plot_img = draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
             canvas.paste(_framed(plot_img, RIGHT if right else OTHER), (x, y + 22))
             for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
@@ -577,35 +498,21 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     return canvas
 
 
-def _vertical_text(text, font, fill=INK):
-    """`text` rendered bottom-to-top on a transparent image, for column labels."""
-    w = int(font.getlength(text)) + 4
-    img = Image.new("RGBA", (w, 18), (255, 255, 255, 0))
-    ImageDraw.Draw(img).text((2, 1), text, fill=fill, font=font)
-    return img.rotate(90, expand=True)
-
-
 def draw_confusion(confusion, class_names, title, cell=44):
-    """A confusion matrix (rows: true class, columns: predicted class), cells shaded by their share of the row."""
-    m = np.asarray(confusion)
-    K = len(class_names)
-    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
+    """A confusion matrix (rows: true class, columns: predicted class, both numbered), cells shaded by their
+    share of the row."""
+    m, K, big, small = np.asarray(confusion), len(class_names), font(14), font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
-    labels = [_vertical_text(name, small) for name in names]
-    left = 30 + max(int(small.getlength(name)) for name in names)
-    top = 62 + max(img.height for img in labels)
-    width = max(left + K * cell + 20, 20 + int(font.getlength(title)))
-    canvas = Image.new("RGB", (width, top + K * cell + 20), "white")
+    left, top = 30 + max(int(small.getlength(name)) for name in names), 62
+    canvas = Image.new("RGB", (max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((10, 8), title, fill=INK, font=font)
-    draw.text((left + K * cell // 2, 36), "predicted class", fill=INK, font=small, anchor="mt")
-    axis = _vertical_text("true class", small)
-    canvas.paste(axis, (6, top + (K * cell - axis.height) // 2), axis)
+    draw.text((10, 8), title, fill=INK, font=big)
+    draw.text((left + K * cell // 2, 32), "predicted class", fill=INK, font=small, anchor="mt")
+    draw.text((left - 6, top - 14), "true class", fill=INK, font=small, anchor="rm")
     share = m / np.maximum(m.sum(1, keepdims=True), 1)  # (K, K) row-normalised
     for r in range(K):
         draw.text((left - 6, top + r * cell + cell // 2), names[r], fill=INK, font=small, anchor="rm")
-        x = left + r * cell + (cell - labels[r].width) // 2
-        canvas.paste(labels[r], (x, top - 4 - labels[r].height), labels[r])
+        draw.text((left + r * cell + cell // 2, top - 4), str(r), fill=INK, font=small, anchor="mb")
         for c in range(K):
             shade = tuple(int(255 - share[r, c] * (255 - v)) for v in (31, 90, 170))  # white -> blue
             box = (left + c * cell, top + r * cell, left + (c + 1) * cell - 1, top + (r + 1) * cell - 1)
@@ -615,78 +522,109 @@ def draw_confusion(confusion, class_names, title, cell=44):
     return canvas
 
 
-def _rounded(obj, digits=4):
-    """obj with every float rounded to `digits` decimals: metrics.json and summary.md show the same numbers."""
-    if isinstance(obj, float):
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {k: _rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_rounded(v, digits) for v in obj]
-    return obj
+def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40, 150, 50)):
+    """Test accuracy against the fraction of training labels (log axis), a curve per variant with error bars of
+    +- std over seeds; curves: {variant: {fraction: {"accuracy", "accuracy_std"}}}; chance: a dashed line."""
+    (W, H), (ml, mt, mr, mb) = size, margin
+    fracs = sorted({f for c in curves.values() for f in c})
+    lo, hi = np.log10(fracs[0]) - 0.1, np.log10(fracs[-1]) + 0.1
+    x_of = lambda f: ml + (np.log10(f) - lo) / (hi - lo) * (W - ml - mr)  # noqa: E731
+    y_of = lambda a: H - mb - a * (H - mt - mb)  # noqa: E731  accuracy in [0, 1]
+    canvas = Image.new("RGB", size, "white")
+    draw, small = ImageDraw.Draw(canvas), font(12)
+    draw.text((10, 8), title, fill=INK, font=font(14))
+    for a in (0, 0.25, 0.5, 0.75, 1):
+        draw.line([(ml, y_of(a)), (W - mr, y_of(a))], fill=(225, 225, 225))
+        draw.text((ml - 6, y_of(a)), f"{a:.2f}", fill=INK, font=small, anchor="rm")
+    for f in fracs:
+        draw.text((x_of(f), H - mb + 6), f"{f:g}", fill=INK, font=small, anchor="mt")
+    draw.text(((ml + W - mr) / 2, H - 18), "fraction of training labels (log scale)", fill=INK, font=small, anchor="mm")
+    for x in np.arange(ml, W - mr, 8):
+        draw.line([(x, y_of(chance)), (x + 4, y_of(chance))], fill=(150, 150, 150))  # dashed
+    for n, (variant, curve) in enumerate(curves.items()):
+        color, pts = CURVE_COLORS.get(variant, INK), [(x_of(f), curve[f]) for f in sorted(curve)]
+        draw.line([(x, y_of(m["accuracy"])) for x, m in pts], fill=color, width=2)
+        for x, m in pts:
+            y, y0, y1 = (y_of(m["accuracy"] + d * m["accuracy_std"]) for d in (0, -1, 1))
+            draw.line([(x, y0), (x, y1)], fill=color)
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+        draw.line([(W - mr + 16, mt + 20 * n + 7), (W - mr + 36, mt + 20 * n + 7)], fill=color, width=2)
+        draw.text((W - mr + 42, mt + 20 * n), variant, fill=INK, font=small)
+    draw.text((W - mr + 16, mt + 20 * len(curves)), "- - chance (uniform)", fill=(150, 150, 150), font=small)
+    return canvas
 
 
-def _num(v):
-    """A metric as written in summary.md: floats with 4 decimals (the value stored in metrics.json)."""
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    if clip_info["weights_source"] != "random-init":
-        return ""
-    return (f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-            f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
+def _num(m, key):
+    """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
+    text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
+    return f"{text} ± {m[key + '_std']:.4f}" if key + "_std" in m else text
 
 
 def summary_markdown(report):
     """summary.md: the metrics.json numbers as markdown tables."""
-    banner = report["clip"]["random_init_warning"]
+    banner, ck, clip = report["clip"]["random_init_warning"], report["checkpoint"], report["clip"]
     tag = " [CLIP RANDOM-INIT]" if banner else ""
-    ck = report["checkpoint"]
-    clip = report["clip"]
-    lines = ["# IMU2CLIP evaluation", "",
-             f"Checkpoint `{ck['path']}` (epoch {ck['epoch']}, step {ck['step']}, trained on "
-             f"{ck['config'].get('modalities')}); CLIP {clip['name']} ({clip['weights_source']}).", ""]
-    if banner:
-        lines += [f"> **!!! WARNING: {banner} !!!**", ""]
+    lines = ["# IMU2CLIP evaluation", "", f"Checkpoint `{ck['path']}` (epoch {ck['epoch']}, step {ck['step']}, "
+             f"trained on {ck['config'].get('modalities')}); CLIP {clip['name']} ({clip['weights_source']}).", ""]
+    lines += [f"> **!!! WARNING: {banner} !!!**", ""] if banner else []
     lines += [f"> warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])
     if "retrieval" in report:
         r = report["retrieval"]
         how = f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled" \
             else f"all {r['pool_size']} test windows as candidates"
-        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows; {how})", "",
-                  f"| direction{tag} | " + " | ".join(METRIC_NAMES) + " |", "|---" * (len(METRIC_NAMES) + 1) + "|"]
-        rows = list(r["directions"].items()) + [(f"chance (pool {r['pool_size']})", r["chance"])]
-        lines += [f"| {name} | " + " | ".join(_num(m[k]) for k in METRIC_NAMES) + " |" for name, m in rows]
+        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings; {how}; "
+                  f"exact chance per direction)", "", f"| direction{tag} | " + " | ".join(METRIC_NAMES) + " |",
+                  "|---" * (len(METRIC_NAMES) + 1) + "|"]
+        for name, m in r["directions"].items():
+            lines += [f"| {row} | " + " | ".join(_num(v, k) for k in METRIC_NAMES) + " |"
+                      for row, v in ((name, m), (f"{name} chance", m["chance"]))]
+        if "text->video via imu" in r["directions"]:
+            lines += ["", "Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
+                      "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video, which "
+                      "bounds it: it measures how much of CLIP's image-text alignment the IMU encoder inherits." +
+                      (" CLIP is random-init here: it has no image-text alignment to transfer, so that row sits at "
+                       "chance; pretrained weights are needed for it to mean anything." if banner else "")]
         lines.append("")
     if "activity" in report:
         a = report["activity"]
         lines += [f"## Activity recognition ({len(a['class_names'])} classes; {a['train_windows']} train / "
-                  f"{a['test_windows']} test windows from `{a['source']}`; train fraction {a['train_fraction']})", "",
-                  f"| variant{tag} | accuracy | macro-F1 | epochs |", "|---|---|---|---|"]
-        for name, m in a["variants"].items():
-            lines.append(f"| {name} | {_num(m['accuracy'])} | {_num(m['macro_f1'])} | {m.get('epochs', '-')} |")
-        lines += [f"| chance (uniform) | {_num(a['chance']['uniform_accuracy'])} | - | - |",
-                  f"| chance (majority class) | {_num(a['chance']['majority_accuracy'])} | - | - |", ""]
+                  f"{a['val_windows']} val ({a['val_source']}) / {a['test_windows']} test windows from "
+                  f"`{a['source']}`; train fraction {max(a['train_fractions'])}; " +
+                  (f"mean ± std over {a['seeds']} seeds)" if a["seeds"] > 1 else "1 seed: --seeds 3 for the spread)"),
+                  "", f"| variant{tag} | accuracy | macro-F1 | steps |", "|---|---|---|---|"]
+        lines += [f"| {name} | {_num(m, 'accuracy')} | {_num(m, 'macro_f1')} | {m.get('steps', '-')} |"
+                  for name, m in a["variants"].items()]
+        lines += [f"| chance (uniform) | {a['chance']['uniform_accuracy']:.4f} | - | - |",
+                  f"| chance (majority class) | {a['chance']['majority_accuracy']:.4f} | - | - |", ""]
+        if len(a["train_fractions"]) > 1:
+            curves = a["label_efficiency"]
+            lines += ["### Label efficiency (test accuracy)", "", "| fraction of labels | " + " | ".join(curves) + " |",
+                      "|---" * (len(curves) + 1) + "|"]
+            lines += [f"| {f} | " + " | ".join(_num(c[str(f)], "accuracy") for c in curves.values()) + " |"
+                      for f in a["train_fractions"]] + [""]
     return "\n".join(lines)
 
 
 def write_reports(out, report, pictures):
-    """metrics.json, summary.md and the pictures, each written atomically; returns the summary text."""
-    out.mkdir(parents=True, exist_ok=True)
+    """metrics.json, summary.md and the pictures, each written atomically; returns (report, summary). Floats are
+    rounded to 4 decimals first, so that metrics.json and summary.md show the same numbers."""
+    report = json.loads(json.dumps({**report, "files": sorted(["metrics.json", "summary.md", *pictures])}),
+                        parse_float=lambda v: round(float(v), 4))
+    summary = summary_markdown(report)
     for name, image in pictures.items():
         data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
-    report["files"] = sorted(["metrics.json", "summary.md", *pictures])
-    summary = summary_markdown(report)
     data.atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     data.atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary + "\n"))
-    return summary
+    return report, summary
 
 
-# ======================================================================================
-# Command line
-# ======================================================================================
+# ----- Command line: every check at this edge, then the tasks, then the reports -------------------------------------
+
+
+def parse_args(argv=None) -> EvalConfig:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data.add_flags(parser, EvalConfig)
+    return data.config_from(EvalConfig, parser.parse_args(argv))
 
 
 def warn(report, message):
@@ -695,88 +633,163 @@ def warn(report, message):
     report["warnings"].append(message)
 
 
+def check_flags(cfg: EvalConfig):
+    """ValueError for the first bad flag (main prints it as one `error:` line and exits 2)."""
+    for bad, message in [
+        (not cfg.checkpoint, "--checkpoint is required, e.g. --checkpoint runs/imu-video-text/best.pt"),
+        ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
+        (min(cfg.pool_size, cfg.examples) < 0, "--pool-size and --examples must be >= 0"),
+        (min(cfg.pool_repeats, cfg.steps, cfg.patience, cfg.seeds, cfg.batch_size) < 1,
+         "--pool-repeats, --steps, --patience, --seeds and --batch-size must be >= 1"),
+        (not all(0 < f <= 1 for f in cfg.train_fraction), "--train-fraction: every fraction must be in (0, 1]"),
+        (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
+        if bad:
+            raise ValueError(message)
+
+
+def load_model(path, device):
+    """(checkpoint, WindowConfig, frozen CLIP, IMU encoder, trained modalities); ValueError naming the file."""
+    ckpt = load_checkpoint(path)
+    known = {f.name for f in fields(data.WindowConfig)}  # older checkpoints carry fields since removed (split_seed)
+    try:
+        window = data.WindowConfig(**{k: v for k, v in ckpt["window"].items() if k in known})
+        encoder = encoder_from_checkpoint(ckpt).to(device)
+        trained_on = parse_modalities(ckpt["config"].get("modalities", ""))
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a config or weights model.py no longer fits
+        raise ValueError(f"{path}: not usable by this evaluate.py ({str(e).splitlines()[0]})") from None
+    info = ckpt["clip"]
+    clip = FrozenCLIP(info["name"], weights=ckpt["config"].get("clip_weights") or None, device=str(device),
+                      require_pretrained=info.get("weights_source") == "pretrained")
+    if clip.fingerprint != info.get("fingerprint"):
+        raise ValueError(f"{path}: trained with CLIP {info.get('fingerprint')}, but this machine gives "
+                         f"{clip.fingerprint}; evaluate where the same CLIP weights are available")
+    return ckpt, window, clip, encoder, trained_on
+
+
+def check_held_out(report, path, ckpt, test):
+    """Refuse to test on recordings the checkpoint was trained or validated on; warn once if it does not say."""
+    ids = set(test.recording_ids)
+    report["test_recordings"] = {"count": len(ids), "checked_unseen": "recordings" in ckpt}
+    if "recordings" not in ckpt:
+        return warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot "
+                            f"check that the {len(ids)} test recordings were held out")
+    seen = ids & (set(ckpt["recordings"].get("train", ())) | set(ckpt["recordings"].get("val", ())))
+    if seen:
+        raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
+                         f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "
+                         f"numbers on seen data (another --data, or other split fractions than in training?)")
+
+
+def labelled_splits(cfg, root, window, clip, test):
+    """Activity recognition windows: the .npz (val: a stratified 20% of its train split) or the dataset's
+    labelled windows (val: the validation recordings). DataError when there is nothing to fit or test."""
+    if cfg.labelled:
+        lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
+        x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
+        train, test_idx = np.flatnonzero(lab.split == "train"), np.flatnonzero(lab.split == "test")
+        fit, val = (train[i] for i in split_train_val(y[train], 0.2, 1.0, seed=0))
+        parts, source, val_source = [(x[i], y[i]) for i in (fit, val, test_idx)], str(cfg.labelled), "20% of train"
+        names = lab.class_names
+    else:
+        def part(ds):
+            keep = np.flatnonzero(ds.labels >= 0)
+            return torch.as_tensor(ds.imu[keep]), torch.as_tensor(ds.labels[keep], dtype=torch.int64)
+        train = data.WindowDataset(root, "train", window, clip)
+        val = data.WindowDataset(root, "val", window, clip) if window.val_frac > 0 else None  # else none to stop on
+        parts = [part(train), part(val) if val else (torch.empty(0), torch.empty(0, dtype=torch.int64)), part(test)]
+        source, val_source, names = str(root), "val recordings", train.class_names
+    lab = LabelledSplits(source, val_source, tuple(names), *[t for p in parts for t in p])
+    if len(lab.y_test) == 0 or len(lab.y_train) < 2:
+        raise data.DataError(f"{source}: {len(lab.y_train)} labelled train and {len(lab.y_test)} test windows; "
+                             f"activity recognition needs >= 2 and >= 1")
+    return lab
+
+
 def run(cfg: EvalConfig) -> dict:
     """Run cfg.task on cfg.checkpoint and write the reports. Bad input raises ValueError (incl. DataError)."""
-    if not cfg.checkpoint:
-        raise ValueError("--checkpoint is required, e.g. --checkpoint runs/imu-video-text/best.pt")
-    if "{}" not in cfg.prompt:
-        raise ValueError(f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes")
-    if cfg.pool_size < 0 or min(cfg.pool_repeats, cfg.epochs, cfg.batch_size, cfg.patience) < 1 \
-            or cfg.examples < 0 or not 0 < cfg.train_fraction <= 1:
-        raise ValueError("--pool-size and --examples must be >= 0, --pool-repeats, --epochs, --batch-size and "
-                         "--patience >= 1, --train-fraction in (0, 1]")
-    path = Path(cfg.checkpoint)
-    ckpt = load_checkpoint(path)
-    try:
-        window = data.WindowConfig(**ckpt["window"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: no usable window config in this checkpoint ({e})") from None
-    device = resolve_device(cfg.device)
-    clip = load_clip(ckpt, path, device)
-    try:
-        encoder = encoder_from_checkpoint(ckpt).to(device)
-    except (RuntimeError, TypeError) as e:  # weights or config that model.py no longer matches
-        raise ValueError(f"{path}: its IMU encoder does not fit model.py ({str(e).splitlines()[0]})") from None
-    root = Path(cfg.data or ckpt.get("data", ""))
-    steps = TASKS[cfg.task]
-    report = {"task": cfg.task, "split": "test", "config": asdict(cfg),
-              "checkpoint": {"path": str(path), "step": ckpt["step"], "epoch": ckpt["epoch"],
-                             "data": ckpt.get("data"), "config": ckpt["config"], "window": ckpt["window"],
-                             "encoder_config": ckpt["encoder_config"]},
-              "clip": {**clip.info(), "random_init": clip.weights_source == "random-init",
-                       "random_init_warning": random_init_banner(clip.info())},
-              "device": str(device), "warnings": []}
-    if report["clip"]["random_init_warning"]:
-        print(f"warning: {report['clip']['random_init_warning']}", file=sys.stderr)
-    try:
-        trained_with_text = "text" in parse_modalities(ckpt["config"].get("modalities", ""))
-    except ValueError as e:
-        raise ValueError(f"{path}: no usable modalities in its training config ({e})") from None
-    pictures = {}
+    check_flags(cfg)
+    path, device = Path(cfg.checkpoint), resolve_device(cfg.device)  # resolve_device: model.py
+    ckpt, window, clip, encoder, trained_on = load_model(path, device)
+    root, steps, banner = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task], random_init_banner(clip.info())
+    report = {"task": cfg.task, "split": "test", "config": asdict(cfg), "device": str(device), "warnings": [],
+              "checkpoint": {"path": str(path), **{k: ckpt.get(k) for k in ("step", "epoch", "data", "config",
+                                                                                "window", "encoder_config")}},
+              "clip": {**clip.info(), "random_init": bool(banner), "random_init_warning": banner}}
+    if banner:
+        print(f"warning: {banner}", file=sys.stderr)
     if cfg.labelled and cfg.task == "retrieval":
         warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
-
-    test = None
-    if "retrieval" in steps or not cfg.labelled:
-        test = data.WindowDataset(root, "test", window, clip)  # DataError when the test split is empty
+    test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
+    if test is not None:
+        check_held_out(report, path, ckpt, test)
     has_text = test is not None and test.text_emb is not None
-    if not trained_with_text and (has_text and "retrieval" in steps or "zeroshot" in steps):
-        warn(report, f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space was never "
-                     f"aligned with text, so text retrieval and zero-shot only show what carries over through CLIP")
+    if "text" not in trained_on and (has_text and "retrieval" in steps or "zeroshot" in steps):
+        warn(report, f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space meets text "
+                     f"only through CLIP's image-text alignment (transitivity)")
+    if "retrieval" in steps and not has_text:
+        warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
+    lab = labelled_splits(cfg, root, window, clip, test) if set(steps) & set(VARIANTS) else None
+    if lab is not None and len(lab.y_val) == 0:
+        warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
 
+    pictures = {}
     if "retrieval" in steps:
-        if not has_text:
-            warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
-        imu_emb = embed_imu(encoder, test.imu, cfg.batch_size, device)  # (N, 6, T) -> (N, D)
-        report["retrieval"] = run_retrieval(cfg, test, imu_emb, has_text)
-        queries = pick_examples(len(test), cfg.examples, cfg.seed)
+        imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
+        report["retrieval"] = task_retrieval(cfg, test, imu_emb)
+        queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
         pictures["retrieval_examples.png"] = draw_retrieval_examples(
             root, test, imu_emb, queries, "IMU -> Video: top-5 frames per IMU query (true frame in green)")
         if has_text:
             pictures["text_queries.png"] = draw_text_queries(
                 test, imu_emb, queries, "Text -> IMU: top-3 windows per narration query (same narration in green)")
-
-    variants = [v for v in VARIANTS if v in steps]
-    if variants:
-        if cfg.labelled:
-            lab = labelled_from_npz(cfg.labelled, window.rate_hz)
-        else:
-            lab = labelled_from_windows(root, data.WindowDataset(root, "train", window, clip), test)
-        if len(lab.y_test) == 0 and cfg.task == "all":
-            warn(report, f"{lab.source}: no windows carry an activity label; activity recognition skipped")
-        else:
-            report["activity"] = run_activity(cfg, variants, encoder, clip, lab, device)
-            for name, m in report["activity"]["variants"].items():
-                tag = " [CLIP RANDOM-INIT]" if report["clip"]["random_init_warning"] and name == "zeroshot" else ""
-                pictures[f"confusion_{name}.png"] = draw_confusion(
-                    m["confusion"], lab.class_names,
-                    f"{name}{tag}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
-
-    report = _rounded(report)
+    if lab is not None:
+        report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
+        pictures.update(activity_pictures(report["activity"], bool(banner)))
     out = Path(cfg.out) if cfg.out else path.parent / "eval"
-    print(write_reports(out, report, pictures))
+    report, summary = write_reports(out, report, pictures)
+    print(summary)
     print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
     return report
+
+
+def random_init_banner(clip_info):
+    """The loud line every report carries when the CLIP towers are random-init, else ""."""
+    return "" if clip_info["weights_source"] != "random-init" else (
+        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
+
+
+def activity_report(cfg, steps, encoder, clip, lab, device):
+    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
+    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
+    variants, curves = {}, {}
+    if "zeroshot" in steps:
+        variants["zeroshot"] = task_zeroshot(cfg, encoder, clip, lab, device)
+    if set(steps) & set(SUPERVISED):
+        curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
+        variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
+    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
+            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
+            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
+            "prompt": cfg.prompt, "variants": variants,
+            "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
+                                     for f, m in c.items()} for v, c in curves.items()},
+            "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
+
+
+def activity_pictures(a, random_init):
+    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
+    pictures = {}
+    for name, m in a["variants"].items():
+        tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
+        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
+        pictures[f"confusion_{name}.png"] = draw_confusion(
+            m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
+    if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
+        curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
+        pictures["label_efficiency.png"] = draw_label_efficiency(
+            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
+    return pictures
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@ Not collected by pytest (its name does not start with test_). Run from the repos
     python tests/benchmark.py                    # everything, about 15 minutes on a 2-core CPU
     python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
     python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
+    python tests/benchmark.py --results          # only the README's results tables (about 30 minutes, 2 cores)
 
 It prints one JSON object (and writes it to --out). Figures:
 - clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32. Speed does not depend on the
@@ -17,6 +18,13 @@ It prints one JSON object (and writes it to --out). Figures:
 - retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory,
   measured in a child process so that its peak RSS is its own.
 - quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm.
+
+--results instead regenerates the README's results: train.py trains the three variants (imu,video / imu,text /
+imu,video,text) over --results-seeds seeds on the default dataset (or --results-data), evaluate.py evaluates each
+checkpoint with the same seed, and the script prints markdown tables of mean +- std over the seeds next to the
+exact chance of every row (retrieval, transitivity, activity recognition, label efficiency). The raw numbers and
+the time of every run go to --out. A smoke run on a small dataset:
+`--results --results-data DIR --results-epochs 1 --results-steps 20 --clip tiny`.
 """
 import argparse
 import json
@@ -27,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,26 +57,26 @@ QUICKSTART = [  # the README's main command, as separate steps
 
 @dataclass
 class BenchConfig:
-    clip: str = "ViT-B/32"  # CLIP model for the CLIP and training-step figures
-    batch: int = 32  # frames or texts per CLIP forward pass
-    train_batch: int = 64  # windows per training step, for both steps compared (train.py's default)
-    steps: int = 5  # timed repetitions of each measured operation (after one warm-up)
-    pool: int = 100_000  # candidates (and queries) of the big retrieval figure
-    skip_quickstart: bool = False  # skip the two end-to-end quickstart runs (the slowest part)
-    workdir: str = ""  # keep the quickstart's dataset, runs and reports here ("" = a temporary directory)
-    out: str = "benchmark.json"  # where the JSON is written as well as printed
+    clip: str = data.flag("ViT-B/32", "CLIP model for the CLIP and training-step figures, and of --results")
+    batch: int = data.flag(32, "frames or texts per CLIP forward pass")
+    train_batch: int = data.flag(64, "windows per training step, for both steps compared (train.py's default)")
+    steps: int = data.flag(5, "timed repetitions of each measured operation (after one warm-up)")
+    pool: int = data.flag(100_000, "candidates (and queries) of the big retrieval figure")
+    skip_quickstart: bool = data.flag(False, "skip the two end-to-end quickstart runs (the slowest part)")
+    workdir: str = data.flag("", "keep the datasets, runs and reports here ('' = a temporary directory)")
+    out: str = data.flag("benchmark.json", "where the JSON is written as well as printed")
+    results: bool = data.flag(False, "only regenerate the README's results tables (see above)")
+    results_seeds: int = data.flag(3, "--results: seeds of every trained variant")
+    results_data: str = data.flag("", "--results: dataset root; '' = train.py's default synthetic dataset")
+    results_epochs: int = data.flag(0, "--results: training epochs; 0 = train.py's default")
+    results_steps: int = data.flag(0, "--results: classifier steps of evaluate.py; 0 = its default")
+    results_fractions: tuple = data.flag((0.05, 0.2, 1.0), "--results: label fractions of the main model's curve")
 
 
 def parse_args(argv=None) -> BenchConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    help_text = data.field_help(BenchConfig)
-    for f in fields(BenchConfig):
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.type is bool:
-            parser.add_argument(flag, action="store_true", help=help_text.get(f.name))
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=help_text.get(f.name))
-    return BenchConfig(**vars(parser.parse_args(argv)))
+    data.add_flags(parser, BenchConfig)
+    return data.config_from(BenchConfig, parser.parse_args(argv))
 
 
 def seconds_per_call(fn, repeats: int) -> float:
@@ -185,8 +193,101 @@ def bench_quickstart(work: Path) -> dict:
     return result
 
 
+RESULT_MODELS = ("imu,video", "imu,text", "imu,video,text")  # trained by --results; the last is the main model
+RESULT_DIRECTIONS = ("text->imu", "imu->video", "text->video via imu")  # retrieval rows per model
+METRICS = ("R@1", "R@10", "R@50", "MRR", "median_rank")
+
+
+def bench_results(cfg: BenchConfig, work: Path):
+    """Train and evaluate every model over the seeds (each run's stderr in a .log beside it).
+    Returns (the markdown tables, {"runs": every metrics.json, "timings": seconds per run})."""
+    runs, timings = {}, []
+    for modalities in RESULT_MODELS:
+        for seed in range(cfg.results_seeds):
+            out = work / "results" / f"{modalities.replace(',', '-')}-seed{seed}"
+            train = [sys.executable, str(ROOT / "train.py"), "--modalities", modalities, "--seed", str(seed),
+                     "--clip", cfg.clip, "--out", str(out)]
+            train += ["--data", cfg.results_data] if cfg.results_data else []
+            train += ["--epochs", str(cfg.results_epochs)] if cfg.results_epochs else []
+            fractions = cfg.results_fractions if modalities == RESULT_MODELS[-1] else (1.0,)
+            task = "all" if modalities == RESULT_MODELS[-1] else "pretrained"  # from scratch once is enough
+            evaluate = [sys.executable, str(ROOT / "evaluate.py"), "--task", task, "--checkpoint",
+                        str(out / "best.pt"), "--seed", str(seed), "--seeds", "1", "--train-fraction",
+                        *map(str, fractions), "--out", str(out / "eval")]
+            evaluate += ["--steps", str(cfg.results_steps)] if cfg.results_steps else []
+            seconds = {}
+            for name, cmd in (("train", train), ("evaluate", evaluate)):
+                log = out.with_name(f"{out.name}-{name}.log")
+                log.parent.mkdir(parents=True, exist_ok=True)
+                start = time.perf_counter()
+                with open(log, "w") as f:
+                    if subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=f).returncode:
+                        sys.exit(f"benchmark: {name} failed for {modalities} seed {seed}; see {log}")
+                seconds[name] = round(time.perf_counter() - start, 1)
+            print(f"benchmark: results {modalities} seed {seed}: {seconds} s", file=sys.stderr)
+            runs.setdefault(modalities, []).append(json.loads((out / "eval" / "metrics.json").read_text()))
+            timings.append({"modalities": modalities, "seed": seed, **seconds})
+    return results_markdown(runs), {"runs": runs, "timings": timings}
+
+
+def _pm(values):
+    """mean ± sample std of a list of numbers (the mean alone for one value), 3 decimals."""
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def results_markdown(runs: dict) -> str:
+    """The README's results: {modalities: [evaluate.py's metrics.json, one per seed]} -> markdown tables."""
+    main = runs[RESULT_MODELS[-1]]
+    first, r0, a0 = main[0], main[0]["retrieval"], main[0]["activity"]
+    lines = [f"Measured by `python tests/benchmark.py --results`: mean ± std over {len(main)} seeds (each seed "
+             f"trains the model and fits its classifiers); CLIP {first['clip']['name']} "
+             f"({first['clip']['weights_source']}); chance is exact for each row's ground truth.", ""]
+    if first["clip"]["random_init_warning"]:
+        lines += [f"> **{first['clip']['random_init_warning']}.** Transitivity needs CLIP's image-text alignment, "
+                  f"which random-init towers do not have: offline, `text->video via imu` of `imu,video` sits at "
+                  f"chance.", ""]
+    lines += [f"#### Retrieval ({r0['windows']} test windows of {r0['recordings']} recordings, all as candidates)",
+              "", "| model | direction | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 2) + "|"]
+    for modalities, reports in runs.items():
+        for d in RESULT_DIRECTIONS:
+            lines.append(f"| {modalities} | {d} | " + " | ".join(
+                _pm([r["retrieval"]["directions"][d][k] for r in reports]) for k in METRICS) + " |")
+    clip_own = r0["directions"]["text->video (clip)"]
+    lines.append("| CLIP itself | text->video (clip) | " + " | ".join(f"{clip_own[k]:.3f}" for k in METRICS) + " |")
+    for d in RESULT_DIRECTIONS:
+        lines.append(f"| chance | {d} | " + " | ".join(f"{r0['directions'][d]['chance'][k]:.3f}" for k in METRICS)
+                     + " |")
+    variants = list(a0["variants"])
+    lines += ["", f"#### Activity recognition (test accuracy; {len(a0['class_names'])} classes, {a0['test_windows']} "
+              f"test windows, all training labels)", "", "| model | " + " | ".join(variants) + " |",
+              "|---" * (len(variants) + 1) + "|"]
+    for modalities, reports in runs.items():  # from scratch does not depend on the model: run with the main one
+        lines.append(f"| {modalities} | " + " | ".join(
+            _pm([r["activity"]["variants"][v]["accuracy"] for r in reports])
+            if v in reports[0]["activity"]["variants"] else "-" for v in variants) + " |")
+    lines.append(f"| chance | uniform {a0['chance']['uniform_accuracy']:.3f}, majority class "
+                 f"{a0['chance']['majority_accuracy']:.3f} |" + " |" * (len(variants) - 1))
+    curves = a0["label_efficiency"]
+    lines += ["", f"#### Label efficiency of `{RESULT_MODELS[-1]}` (test accuracy vs fraction of training labels)", "",
+              "| fraction | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for f in a0["train_fractions"]:
+        lines.append(f"| {f} | " + " | ".join(
+            _pm([r["activity"]["label_efficiency"][v][str(f)]["accuracy"] for r in main]) for v in curves) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     cfg = parse_args(argv)
+    if cfg.results:
+        with tempfile.TemporaryDirectory(prefix="imu2clip-results-") as tmp:
+            start = time.perf_counter()
+            text, raw = bench_results(cfg, Path(cfg.workdir or tmp).resolve())
+            raw["total_seconds"] = round(time.perf_counter() - start, 1)
+        data.atomic_write(Path(cfg.out), lambda tmp: tmp.write_text(json.dumps(raw, indent=2) + "\n"))
+        print(text)
+        print(f"benchmark: results in {raw['total_seconds']} s; raw numbers and timings in {cfg.out}", file=sys.stderr)
+        return
     report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="imu2clip-bench-") as tmp:

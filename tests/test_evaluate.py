@@ -58,8 +58,8 @@ def test_ranks_match_brute_force_with_ties_and_groups(seed):
     qg = rng.choice(cg, Q)
     expected = brute_ranks(q, c, qg, cg)
     assert ev.retrieval_ranks(q, c, qg, cg).tolist() == expected
-    assert ev.retrieval_ranks(q, c, qg, cg, max_chunk_bytes=1).tolist() == expected  # one query per chunk
-    assert ev.retrieval_ranks(q, c, qg, cg, max_chunk_bytes=5 * C * 7).tolist() == expected  # 7 per chunk
+    assert ev.retrieval_ranks(q, c, qg, cg, chunk=1).tolist() == expected  # one query per chunk
+    assert ev.retrieval_ranks(q, c, qg, cg, chunk=7).tolist() == expected
 
 
 def test_chunked_equals_unchunked_on_random_embeddings():
@@ -68,8 +68,8 @@ def test_chunked_equals_unchunked_on_random_embeddings():
     b = a + 0.8 * torch.randn(300, 16, generator=g)
     whole = ev.retrieval_ranks(a, b)
     assert whole.shape == (300,) and 1 < whole.max() <= 300
-    for chunk_bytes in (1, 5 * 300 * 13, 5 * 300 * 64):
-        assert torch.equal(ev.retrieval_ranks(a, b, max_chunk_bytes=chunk_bytes), whole)
+    for chunk in (1, 13, 64):
+        assert torch.equal(ev.retrieval_ranks(a, b, chunk=chunk), whole)
 
 
 def test_identity_is_perfect():
@@ -92,7 +92,7 @@ def test_ordered_angles_give_every_rank_once():
     H = sum(1 / r for r in range(1, N + 1))
     assert m["R@1"] == pytest.approx(1 / N) and m["R@10"] == pytest.approx(10 / N) and m["R@50"] == 1.0
     assert m["MRR"] == pytest.approx(H / N) and m["median_rank"] == (N + 1) / 2
-    assert ev.chance_metrics(N) == pytest.approx(m)  # a uniform spread of ranks is exactly chance
+    assert ev.chance_metrics(1, N) == pytest.approx(m)  # a uniform spread of ranks is exactly chance
 
 
 def test_shifted_orthonormal_pairs_lose_every_tie():
@@ -128,16 +128,75 @@ def test_pooled_ranks_have_exactly_k_candidates():
     N, K = 23, 5  # 23 = 4 pools of 5 + 3 leftovers queried against 5 candidates too
     c = np.eye(N, dtype=np.float32)
     q = np.roll(c, -1, axis=0)  # as above: the own candidate always ties last
-    ranks = ev.pooled_ranks(q, c, torch.arange(N), K, repeats=3, seed=0)
-    assert ranks.shape == (3, N) and (ranks == K).all()
+    ranks, n_right = ev.pooled_ranks(q, c, torch.arange(N), K, repeats=3, seed=0)
+    assert ranks.shape == n_right.shape == (3, N) and (ranks == K).all() and (n_right == 1).all()
     x = torch.randn(N, 4, generator=torch.Generator().manual_seed(2))
-    assert (ev.pooled_ranks(x, x, torch.arange(N), K, repeats=2, seed=0) == 1).all()
+    assert (ev.pooled_ranks(x, x, torch.arange(N), K, repeats=2, seed=0)[0] == 1).all()
     # a pool as large as the split is the full ranking
     y = x + torch.randn(N, 4, generator=torch.Generator().manual_seed(3))
-    full = ev.pooled_ranks(x, y, torch.arange(N), N, repeats=1, seed=0)[0]
+    full = ev.pooled_ranks(x, y, torch.arange(N), N, repeats=1, seed=0)[0][0]
     assert torch.equal(full, ev.retrieval_ranks(x, y))
-    assert torch.equal(ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7),
-                       ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7))  # deterministic for a seed
+    assert torch.equal(ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7)[0],
+                       ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7)[0])  # deterministic for a seed
+    # many-to-one groups: the right counts are those of each pool, as if counted by hand
+    g = torch.arange(N) // 3  # groups of 3 (the last of 2)
+    ranks, n_right = ev.pooled_ranks(x, y, g, K, repeats=2, seed=1)
+    perm = torch.randperm(N, generator=torch.Generator().manual_seed(1))  # the first repeat's first pool
+    pool = perm[:K]
+    assert n_right[0, pool].tolist() == [int((g[pool] == g[i]).sum()) for i in pool]
+
+
+def test_non_finite_embeddings_rank_worst():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(20, 8, generator=g)
+    nan = torch.full_like(x, float("nan"))
+    assert ev.retrieval_ranks(nan, nan).tolist() == [20] * 20  # an all-NaN model: every query last
+    assert ev.rank_metrics(ev.retrieval_ranks(nan, nan))["R@1"] == 0.0
+    bad = x.clone()
+    bad[3, 0] = float("inf")  # one broken window, as query and as candidate
+    ranks = ev.retrieval_ranks(bad, bad)
+    assert ranks[3] == 20 and (ranks[torch.arange(20) != 3] == 1).all()  # it never outranks a right candidate
+    groups = torch.arange(20) // 2  # many-to-one: the NaN right candidate of query 6 ranks below the finite one
+    bad[7] = float("nan")
+    assert ev.retrieval_ranks(bad, bad, groups, groups)[6] == 1
+
+
+def test_right_counts_by_hand():
+    assert ev.right_counts([0, 1, 2, 5], [1, 1, 0, 2, 2, 2]).tolist() == [1, 2, 3, 0]
+
+
+def chance_by_enumeration(N, m_per_query):
+    """Expected metrics over every ordering of N candidates (the first m right): brute force, tiny N."""
+    import itertools
+
+    ranks = [[1 + min(perm.index(j) for j in range(m)) for perm in itertools.permutations(range(N))]
+             for m in m_per_query]  # first right position, per query and ordering
+    all_ranks = np.array(ranks).T.reshape(-1)  # (N! * Q,) every query under every ordering
+    return ev.rank_metrics(torch.as_tensor(all_ranks))
+
+
+@pytest.mark.parametrize("N, m", [(6, [1]), (6, [2]), (7, [3, 1, 1]), (5, [5, 2])])
+def test_chance_equals_every_ordering(N, m):
+    # R@k and MRR are means, so averaging over every ordering is the expectation itself; the median over
+    # all (query, ordering) pairs is the median of the mixture, as chance_metrics defines it
+    assert ev.chance_metrics(np.array(m), N) == pytest.approx(chance_by_enumeration(N, m), abs=1e-9)
+
+
+def test_chance_matches_monte_carlo_of_random_embeddings():
+    # many-to-one like text->imu: 262 windows, ~170 narrations, up to 7 windows per narration
+    rng = np.random.default_rng(0)
+    groups = np.minimum(rng.geometric(0.6, 262) - 1, 6)
+    groups = np.concatenate([np.full(n + 1, i) for i, n in enumerate(groups)])[:262]
+    n_right = ev.right_counts(groups, groups)
+    assert n_right.max() >= 4
+    g = torch.Generator().manual_seed(0)
+    ranks = torch.stack([ev.retrieval_ranks(torch.randn(262, 16, generator=g), torch.randn(262, 16, generator=g),
+                                            groups, groups) for _ in range(150)])  # (150, 262)
+    mc, exact = ev.rank_metrics(ranks), ev.chance_metrics(n_right, 262)
+    for k in ("R@1", "R@10", "R@50", "MRR"):
+        assert mc[k] == pytest.approx(exact[k], rel=0.06)
+    assert abs(mc["median_rank"] - exact["median_rank"]) <= 3
+    assert exact["R@1"] > 1.5 / 262  # well above the one-right-answer chance the tables used to print
 
 
 # --------------------------------------------------------------------------------------
@@ -192,11 +251,13 @@ def test_supervised_variants_beat_chance(variant):
     x_test, y_test = labelled_set(30, 100, 50.0, seed=1)
     torch.manual_seed(0)
     encoder = IMUEncoder(tiny_encoder_config()).eval()  # an untrained encoder: the probe sees random features
-    cfg = ev.FitConfig(epochs=25, patience=5, batch_size=16, probe_lr=1e-2, lr=1e-2, encoder_lr=1e-3)
-    model, epochs = ev.train_variant(variant, encoder, x_train, y_train, 3, cfg, seed=0, device="cpu")
+    cfg = ev.FitConfig(steps=100, val_every=10, patience=5, batch_size=16, probe_lr=1e-2, lr=1e-2, encoder_lr=1e-3)
+    fit, val = ev.split_train_val(y_train, 0.2, 1.0, seed=0)
+    model, steps = ev.train_variant(variant, encoder, x_train[fit], y_train[fit], x_train[val], y_train[val], 3, cfg,
+                                    seed=0, device="cpu")
     pred = ev.predict(model, x_test, 64, "cpu").argmax(1)
     m = ev.classification_metrics(y_test, pred, 3)
-    assert 1 <= epochs <= 25
+    assert 10 <= steps <= 100
     assert m["accuracy"] >= 0.6 and m["macro_f1"] >= 0.5  # chance is 1/3
 
 
@@ -227,7 +288,8 @@ def world(tmp_path_factory):
     ckpt = {"version": 1, "imu_encoder": encoder.state_dict(), "encoder_config": asdict(cfg), "optimizer": {},
             "step": 7, "epoch": 1, "config": asdict(train_cfg), "window": asdict(window), "data": str(root),
             "clip": clip.info(), "metrics": {}}
-    yield {"root": root, "ckpt": ckpt, "tmp": tmp}
+    test = data.WindowDataset(root, "test", window, clip)  # builds the cache the tests then reuse
+    yield {"root": root, "ckpt": ckpt, "tmp": tmp, "test": test}
     mp.undo()
 
 
@@ -255,9 +317,12 @@ def markdown_rows(text):
     return rows
 
 
+FAST = ["--steps", "20", "--patience", "2", "--seeds", "2", "--examples", "3"]  # tiny budgets, real code paths
+
+
 def test_all_tasks_write_what_they_claim(world, capsys):
     ckpt = save(world["ckpt"], world["tmp"] / "run" / "best.pt")
-    ev.main(["--task", "all", "--checkpoint", ckpt, "--epochs", "3", "--examples", "3"])
+    ev.main(["--task", "all", "--checkpoint", ckpt, *FAST, "--train-fraction", "0.5", "1"])
     out = world["tmp"] / "run" / "eval"  # default: next to the checkpoint
     report = json.loads((out / "metrics.json").read_text())
     assert report["task"] == "all" and report["split"] == "test"
@@ -266,18 +331,28 @@ def test_all_tasks_write_what_they_claim(world, capsys):
     assert "RANDOM-INIT" in report["clip"]["random_init_warning"]
     r = report["retrieval"]
     assert r["pool_size"] == r["windows"] > 0 and r["mode"] == "full"
-    assert set(r["directions"]) == {"text->imu", "imu->text", "imu->video", "video->imu", "text->video (imu space)",
-                                    "text->video (clip space)"}
-    assert r["chance"]["R@1"] == pytest.approx(1 / r["windows"], abs=1e-4)
+    assert set(r["directions"]) == {"text->imu", "imu->text", "imu->video", "video->imu", "text->video via imu",
+                                    "text->video (clip)"}
+    N = r["windows"]
+    texts = world["test"].texts  # the chance of each direction follows its own ground truth
+    n_same_text = np.array([texts.count(t) for t in texts])
+    assert r["directions"]["text->imu"]["chance"]["R@1"] == pytest.approx(np.mean(n_same_text / N), abs=1e-4)
+    assert r["directions"]["imu->video"]["chance"]["R@1"] == pytest.approx(1 / N, abs=1e-4)  # unique frames
+    assert r["directions"]["text->video via imu"]["chance"] == r["directions"]["text->video (clip)"]["chance"]
     for m in r["directions"].values():
-        assert set(m) == {"R@1", "R@10", "R@50", "MRR", "median_rank"} and 1 / r["windows"] <= m["MRR"] + 1e-4
+        assert set(m) == {"R@1", "R@10", "R@50", "MRR", "median_rank", "chance"} and 1 / N <= m["MRR"] + 1e-4
     a = report["activity"]
     assert list(a["variants"]) == ["zeroshot", "probe", "finetune", "scratch"]
+    assert a["val_source"] == "val recordings" and a["val_windows"] > 0 and a["seeds"] == 2
     K = len(a["class_names"])
     for name, m in a["variants"].items():
-        assert np.array(m["confusion"]).shape == (K, K) and np.sum(m["confusion"]) == a["test_windows"]
-        assert m["accuracy"] == pytest.approx(np.trace(m["confusion"]) / a["test_windows"], abs=1e-4)
-    pictures = {f"confusion_{v}.png" for v in a["variants"]} | {"retrieval_examples.png", "text_queries.png"}
+        runs = m.get("seeds", 1)  # confusions are summed over the seeds
+        assert np.array(m["confusion"]).shape == (K, K) and np.sum(m["confusion"]) == runs * a["test_windows"]
+        assert m["accuracy"] == pytest.approx(np.trace(m["confusion"]) / (runs * a["test_windows"]), abs=1e-4)
+    assert set(a["label_efficiency"]) == {"probe", "finetune", "scratch"}
+    assert all(set(c) == {"0.5", "1.0"} for c in a["label_efficiency"].values())
+    pictures = {f"confusion_{v}.png" for v in a["variants"]} | {"retrieval_examples.png", "text_queries.png",
+                                                                 "label_efficiency.png"}
     assert set(report["files"]) == pictures | {"metrics.json", "summary.md"}
     assert set(p.name for p in out.iterdir()) == set(report["files"])
     from PIL import Image
@@ -288,18 +363,72 @@ def test_all_tasks_write_what_they_claim(world, capsys):
     assert green >= 3 * 4 * 128  # every row outlines its true frame, in the top 5 or after them
     assert Image.open(out / "text_queries.png").height >= 3 * 120
     assert Image.open(out / "confusion_probe.png").height >= K * 44
-
+    assert Image.open(out / "label_efficiency.png").size == (640, 400)
     # summary.md (and the printed table) carry exactly the numbers of metrics.json, loudly marked random-init
+    err = capsys.readouterr()
     summary = (out / "summary.md").read_text()
-    assert "RANDOM-INIT" in summary and summary.strip() in capsys.readouterr().out
+    assert "RANDOM-INIT" in summary and summary.strip() in err.out
+    assert err.err.count("does not list the recordings") == 1  # an old checkpoint: warned once
+    assert "sits at chance" in summary  # transitivity cannot work with a random-init CLIP
     rows = markdown_rows(summary)
     assert rows["direction [CLIP RANDOM-INIT]"] == ["R@1", "R@10", "R@50", "MRR", "median_rank"]
-    for name, m in [*r["directions"].items(), (f"chance (pool {r['pool_size']})", r["chance"])]:
-        assert [float(v) for v in rows[name]] == [m[k] for k in ("R@1", "R@10", "R@50", "MRR", "median_rank")]
+    for name, m in r["directions"].items():
+        for row, values in ((name, m), (f"{name} chance", m["chance"])):
+            assert [float(v) for v in rows[row]] == [values[k] for k in ("R@1", "R@10", "R@50", "MRR", "median_rank")]
     for name, m in a["variants"].items():
-        assert [float(v) for v in rows[name][:2]] == [m["accuracy"], m["macro_f1"]]
-        assert rows[name][2] == str(m.get("epochs", "-"))
+        cells = [c.split(" ± ") for c in rows[name][:2]]
+        assert [float(c[0]) for c in cells] == [m["accuracy"], m["macro_f1"]]
+        assert [float(c[1]) for c in cells if len(c) > 1] == ([m["accuracy_std"], m["macro_f1_std"]]
+                                                                if name != "zeroshot" else [])
     assert float(rows["chance (uniform)"][0]) == a["chance"]["uniform_accuracy"]
+    assert float(rows["0.5"][0].split(" ± ")[0]) == a["label_efficiency"]["probe"]["0.5"]["accuracy"]
+
+
+def test_label_efficiency_draws_each_curve_where_its_accuracies_are():
+    curves = {"probe": {0.05: {"accuracy": 0.8, "accuracy_std": 0.02}, 1.0: {"accuracy": 0.9, "accuracy_std": 0.0}},
+              "finetune": {0.05: {"accuracy": 0.6, "accuracy_std": 0.1}, 1.0: {"accuracy": 0.88, "accuracy_std": 0.0}},
+              "scratch": {0.05: {"accuracy": 0.4, "accuracy_std": 0.05}, 1.0: {"accuracy": 0.2, "accuracy_std": 0.0}}}
+    img = np.asarray(ev.draw_label_efficiency(curves, 1 / 7, "test").convert("RGB")).astype(int)
+    top, bottom, left = 40, 400 - 50, 60  # accuracy 1 and 0 on the y axis, and the x axis's start (the margins)
+    plot = img[top - 5:bottom + 5, left:640 - 150]  # the plot area: no axis labels, no legend
+    for variant, points in curves.items():
+        ys, xs = np.nonzero(np.abs(plot - ev.CURVE_COLORS[variant]).sum(-1) == 0)
+        assert len(ys) > 50, variant  # a curve, not just a legend swatch
+        acc_at_left = 1 - (ys[xs == xs.min()].mean() + top - 5 - top) / (bottom - top)
+        assert acc_at_left == pytest.approx(points[0.05]["accuracy"], abs=0.04), variant
+
+
+
+def test_seeds_report_mean_and_std_of_single_seed_runs(world, tmp_path):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    args = ["--task", "probe", "--checkpoint", ckpt, "--steps", "20", "--patience", "2", "--train-fraction", "0.5"]
+    single = []
+    for seed in (3, 4):
+        ev.main([*args, "--seed", str(seed), "--seeds", "1", "--out", str(tmp_path / f"s{seed}")])
+        single.append(json.loads((tmp_path / f"s{seed}" / "metrics.json").read_text())["activity"]["variants"]["probe"])
+    ev.main([*args, "--seed", "3", "--seeds", "2", "--out", str(tmp_path / "both")])
+    both = json.loads((tmp_path / "both" / "metrics.json").read_text())["activity"]["variants"]["probe"]
+    acc = [m["accuracy"] for m in single]
+    assert both["seeds"] == 2 and both["accuracy"] == pytest.approx(np.mean(acc), abs=1e-4)
+    assert both["accuracy_std"] == pytest.approx(abs(acc[0] - acc[1]) / np.sqrt(2), abs=1e-4)  # sample std
+    assert both["confusion"] == np.add(single[0]["confusion"], single[1]["confusion"]).tolist()
+
+
+def test_refuses_to_test_on_training_recordings(world, tmp_path, capsys):
+    test_ids = sorted(set(world["test"].recording_ids))
+    for seen in ({"train": test_ids[:1], "val": []}, {"train": [], "val": test_ids}):
+        ckpt = save(world["ckpt"], tmp_path / "best.pt", recordings=seen)
+        with pytest.raises(SystemExit) as e:
+            ev.main(["--task", "all", "--checkpoint", ckpt, "--out", str(tmp_path / "eval")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and err[-1].startswith("error: ") and "refusing" in err[-1]
+        assert test_ids[0] in err[-1] and not any(line.startswith("error") for line in err[:-1])
+        assert not (tmp_path / "eval").exists()
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", recordings={"train": ["elsewhere"], "val": []})
+    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--out", str(tmp_path / "eval"), "--examples", "1"])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["test_recordings"] == {"count": len(test_ids), "checked_unseen": True}
+    assert "does not list the recordings" not in capsys.readouterr().err
 
 
 def test_pooled_retrieval_and_labelled_npz_at_another_rate(world, tmp_path):
@@ -311,16 +440,19 @@ def test_pooled_retrieval_and_labelled_npz_at_another_rate(world, tmp_path):
              rate_hz=np.float64(100.0), split=split)
     ckpt = save(world["ckpt"], tmp_path / "best.pt")
     ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--out", str(tmp_path / "lab"),
-             "--epochs", "3"])
+             "--steps", "20", "--seeds", "1"])
     a = json.loads((tmp_path / "lab" / "metrics.json").read_text())["activity"]
     assert a["window_samples"] == 150  # 3 s resampled to the model's 50 Hz
-    assert (a["train_windows"], a["test_windows"], a["class_names"]) == (30, 15, ["slow", "medium", "fast"])
-    assert list(a["variants"]) == ["probe"]
+    # early stopping on a stratified 20% of the file's train split, never on its test split
+    assert (a["train_windows"], a["val_windows"], a["test_windows"]) == (24, 6, 15)
+    assert a["class_names"] == ["slow", "medium", "fast"] and list(a["variants"]) == ["probe"]
     ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--pool-size", "4", "--pool-repeats", "3",
              "--out", str(tmp_path / "pool")])
     r = json.loads((tmp_path / "pool" / "metrics.json").read_text())["retrieval"]
     assert (r["mode"], r["pool_size"], r["pool_repeats"]) == ("pooled", 4, 3)
-    assert r["chance"]["R@1"] == 0.25 and all(m["median_rank"] <= 4 for m in r["directions"].values())
+    assert all(m["median_rank"] <= 4 for m in r["directions"].values())
+    assert r["directions"]["imu->video"]["chance"]["R@1"] == pytest.approx(0.25, abs=1e-4)  # unique frames
+    assert r["directions"]["text->imu"]["chance"]["R@1"] >= 0.25  # repeated narrations: more right answers
 
 
 def test_checkpoint_without_text_warns(world, tmp_path, capsys):
@@ -332,12 +464,22 @@ def test_checkpoint_without_text_warns(world, tmp_path, capsys):
     assert list(report["activity"]["variants"]) == ["zeroshot"] and "retrieval" not in report
 
 
+def test_without_validation_recordings_the_full_budget_is_trained(world, tmp_path, capsys):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt", **{"window.val_frac": 0.0})
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--steps", "7", "--out", str(tmp_path / "eval")])
+    a = json.loads((tmp_path / "eval" / "metrics.json").read_text())["activity"]
+    assert a["val_windows"] == 0 and a["variants"]["probe"]["steps"] == 7
+    assert "every variant trains its full --steps" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("change, args, message", [
     ({"version": 2}, [], "version"),
     ({"clip.fingerprint": "ViT-B/32|0123abcd|res=224|v1"}, [], "trained with CLIP"),  # e.g. weights now missing
     ({"window.test_frac": 0.0}, [], "test"),  # an empty test split
     ({}, ["--prompt", "a person"], "--prompt"),
     ({}, ["--device", "tpu"], "--device"),
+    ({}, ["--train-fraction", "0.5", "1.5"], "--train-fraction"),
+    ({}, ["--seeds", "0"], "--seeds"),
 ])
 def test_bad_checkpoint_or_input_is_one_line_and_exit_2(world, tmp_path, capsys, change, args, message):
     ckpt = save(world["ckpt"], tmp_path / "best.pt", **change)
@@ -371,9 +513,11 @@ def test_labelled_file_with_wrong_channels_exits_2(world, tmp_path, capsys):
 def test_flags_come_from_the_config():
     assert ev.parse_args([]) == ev.EvalConfig()
     cfg = ev.parse_args(["--task", "finetune", "--pool-size", "300", "--prompt", "a person {}", "--train-fraction",
-                         "0.1"])
-    assert (cfg.task, cfg.pool_size, cfg.prompt, cfg.train_fraction) == ("finetune", 300, "a person {}", 0.1)
+                         "0.01", "0.2", "1", "--seeds", "5"])
+    assert (cfg.task, cfg.pool_size, cfg.prompt, cfg.seeds) == ("finetune", 300, "a person {}", 5)
+    assert cfg.train_fraction == (0.01, 0.2, 1.0)
     assert ev.TASKS["finetune"] == ("finetune", "scratch") and set(ev.TASKS["all"]) == {"retrieval", *ev.VARIANTS}
+    assert set(ev.TASKS["pretrained"]) == set(ev.TASKS["all"]) - {"scratch"}
 
 
 def test_checkpoint_written_by_train_py(world, tmp_path):

@@ -128,7 +128,7 @@ ROWS = [
      "not a readable .npz"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--labelled", B + "/overflow.npz", "--task", "probe"], 2,
      "beyond float32"),
-    # EVAL_OUT_ROW
+    ("evaluate", ["--checkpoint", R + "/best.pt", "--out", B + "/a_file"], 2, "not a directory"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--task", "everything"], 2, "invalid choice"),
     ("data", ["synth", "--out", B + "/a_file"], 2, "exists and is not a directory"),
     ("data", ["synth", "--out", "{new}/x", "--recordings", "0"], 2, "recordings"),
