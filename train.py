@@ -92,9 +92,7 @@ def parse_args(argv=None) -> TrainConfig:
     return cfg
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The pieces of the loop
-# ----------------------------------------------------------------------------------------------------------------
+# ----- The pieces of the loop ------------------------------------------------------------------------------------------
 
 def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
     """Linear warm-up to cfg.lr, then constant or (--cosine) a cosine decay to 0 at total_steps."""
@@ -107,13 +105,9 @@ def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list:
-    """This process's batches of window indices for one epoch.
-
-    The shuffle depends only on (seed, epoch), so a run resumed at an epoch boundary sees the same batches. Under
-    torchrun, DistributedSampler gives each process its own shard. The last incomplete batch is dropped (drop_last):
-    every process must take the same number of steps, and a small batch has few negatives; the shuffle changes
-    every epoch, so the dropped windows change too. Validation uses every window.
-    """
+    """This process's batches of window indices for one epoch: a shuffle that depends only on (seed, epoch), so a
+    resumed run sees the same batches, sharded by DistributedSampler under torchrun. The last incomplete batch is
+    dropped: every process must take the same number of steps (the dropped windows change every epoch)."""
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     idx = np.fromiter(iter(sampler), dtype=np.int64)  # (n // world,) this process's shard
@@ -174,14 +168,11 @@ def mean_over_processes(value: torch.Tensor, world: int) -> float:
     """The mean of a scalar over all processes: each process's loss covers only its own rows."""
     if world > 1:
         value = value.clone()
-        dist.all_reduce(value)
-        value /= world
-    return value.item()
+        dist.all_reduce(value)  # the sum over processes
+    return value.item() / world
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Setup: processes, resume, data
-# ----------------------------------------------------------------------------------------------------------------
+# ----- Setup: processes, resume, data ----------------------------------------------------------------------------------
 
 def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
@@ -218,10 +209,8 @@ def rank0_first(rank: int, world: int, work):
 def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     """ValueError unless the checkpoint was trained with this CLIP and the same run-defining flags."""
     if ckpt["clip"].get("fingerprint") != clip.info()["fingerprint"]:
-        old = ckpt["clip"]
-        raise ValueError(f"{path}: trained with CLIP {old.get('name')} ({old.get('weights_source')}, sha256 "
-                         f"{old.get('sha256')}), but this run uses {clip.name} ({clip.weights_source}, sha256 "
-                         f"{clip.sha256}); pass the same --clip/--clip-weights or a new --out")
+        raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.info()['fingerprint']}"
+                         f"; pass the same --clip/--clip-weights or a new --out")
     if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
         raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
@@ -242,9 +231,7 @@ def load_splits(cfg: TrainConfig, window_cfg, clip, world: int):
     return train_set, val_set
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop
-# ----------------------------------------------------------------------------------------------------------------
+# ----- The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop -------------------------
 
 def fail(rank: int, message: str, code: int):
     """One `error:` line (from rank 0 only) and exit `code`: 2 for bad input, 1 for a run that diverged."""
@@ -293,11 +280,12 @@ def main(argv=None):
             start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
         model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else trainable
-        recordings = {"train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}
-        header = {"event": "start", "config": asdict(cfg), "window": asdict(window_cfg),
-                  "encoder_config": asdict(encoder.cfg), "encoder_parameters": num_parameters(encoder),
-                  "clip": clip.info(), "processes": world, "device": str(device), "train_windows": len(train_set),
-                  "val_windows": len(val_set), "recordings": recordings, "resumed_at_epoch": start_epoch or None}
+        run = {"config": asdict(cfg), "window": asdict(window_cfg), "encoder_config": asdict(encoder.cfg),
+               "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
+                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
+        header = {"event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
+                  "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
+                  "resumed_at_epoch": start_epoch or None}
 
         def log(record, line):
             if rank == 0:
@@ -307,10 +295,9 @@ def main(argv=None):
 
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            if not cfg.resume and (out / "log.jsonl").exists():
-                print(f"note: starting afresh in {out}, replacing its earlier run (--resume continues it)",
-                      file=sys.stderr)
-                (out / "log.jsonl").unlink()  # a fresh run starts a fresh log
+            if not cfg.resume and (out / "log.jsonl").exists():  # a fresh run starts a fresh log
+                print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
+                (out / "log.jsonl").unlink()
             data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
         info = clip.info()  # clip_vendor has already warned loudly if its towers are random-init
         log(header, f"train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source'].upper()}, sha256 "
@@ -346,11 +333,9 @@ def main(argv=None):
                         f"{mean:.4f} lr {lr:.2e} {rate:,.0f} windows/s ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
             metrics = validate(trainable, val_set, targets, B * world, device)
             is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
-            ckpt = {"version": CHECKPOINT_VERSION, "imu_encoder": encoder.state_dict(),
-                    "encoder_config": asdict(encoder.cfg), "temperature": trainable.temperature.state_dict(),
-                    "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch + 1, "best_val_mrr": best,
-                    "config": asdict(cfg), "window": asdict(window_cfg), "data": cfg.data, "recordings": recordings,
-                    "clip": clip.info(), "metrics": metrics}
+            ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
+                    "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
             if rank == 0:  # best.pt first: a kill in between then only repeats this epoch on --resume
                 if is_best:
                     save_checkpoint(out / "best.pt", ckpt)
