@@ -417,6 +417,24 @@ def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, dev
     return result
 
 
+def activity_report(cfg, steps, encoder, clip, lab, device):
+    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
+    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
+    variants, curves = {}, {}
+    if "zeroshot" in steps:
+        variants["zeroshot"] = task_zeroshot(cfg, encoder, clip, lab, device)
+    if set(steps) & set(SUPERVISED):
+        curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
+        variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
+    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
+            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
+            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
+            "prompt": cfg.prompt, "variants": variants,
+            "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
+                                     for f, m in c.items()} for v, c in curves.items()},
+            "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
+
+
 # ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
@@ -437,6 +455,14 @@ def _frame_tile(frame, size):
     return ImageOps.pad(img, (size, size), Image.NEAREST if size > max(img.size) else Image.BILINEAR, color="black")
 
 
+def _canvas(size, title):
+    """A white canvas of `size` pixels with `title` at its top: (canvas, draw)."""
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((10, 8), title, fill=INK, font=font(14))
+    return canvas, draw
+
+
 def _top(queries, candidates, k):
     """Indices (Q, k) of the k highest-cosine candidates of each query."""
     a = F.normalize(torch.as_tensor(queries).float(), dim=1)  # (Q, D)
@@ -444,19 +470,18 @@ def _top(queries, candidates, k):
     return (a @ b.T).topk(min(k, len(b)), dim=1).indices  # (Q, N) -> (Q, k)
 
 
-def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
+def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
     """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
     in green; when the right frame is not among them, it follows after a gap with its rank."""
-    big, small = font(14), font(12)
+    small = font(12)
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
     read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
     plot_w, row_h, pad, step = 2 * tile, tile + 44, 10, tile + 8 + 10
     frames_x = pad + plot_w + pad
-    canvas = Image.new("RGB", (frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=big)
+    canvas, draw = _canvas((frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)),
+                           f"IMU -> Video: top-{k} frames per IMU query (true frame in green)")
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
         canvas.paste(draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
@@ -474,7 +499,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
     return canvas
 
 
-def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
+def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
     """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
     narrations under them; windows with the queried narration are outlined."""
     big, small = font(14), font(12)
@@ -482,9 +507,8 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
     (w, h), pad, row_h = plot, 10, 24 + plot[1] + 8 + 36
-    canvas = Image.new("RGB", (pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=big)
+    canvas, draw = _canvas((pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)),
+                           f"Text -> IMU: top-{k} windows per narration query (same narration in green)")
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
         draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
@@ -504,9 +528,7 @@ def draw_confusion(confusion, class_names, title, cell=44):
     m, K, big, small = np.asarray(confusion), len(class_names), font(14), font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
     left, top = 30 + max(int(small.getlength(name)) for name in names), 62
-    canvas = Image.new("RGB", (max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((10, 8), title, fill=INK, font=big)
+    canvas, draw = _canvas((max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), title)
     draw.text((left + K * cell // 2, 32), "predicted class", fill=INK, font=small, anchor="mt")
     draw.text((left - 6, top - 14), "true class", fill=INK, font=small, anchor="rm")
     share = m / np.maximum(m.sum(1, keepdims=True), 1)  # (K, K) row-normalised
@@ -530,9 +552,8 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
     lo, hi = np.log10(fracs[0]) - 0.1, np.log10(fracs[-1]) + 0.1
     x_of = lambda f: ml + (np.log10(f) - lo) / (hi - lo) * (W - ml - mr)  # noqa: E731
     y_of = lambda a: H - mb - a * (H - mt - mb)  # noqa: E731  accuracy in [0, 1]
-    canvas = Image.new("RGB", size, "white")
-    draw, small = ImageDraw.Draw(canvas), font(12)
-    draw.text((10, 8), title, fill=INK, font=font(14))
+    canvas, draw = _canvas(size, title)
+    small = font(12)
     for a in (0, 0.25, 0.5, 0.75, 1):
         draw.line([(ml, y_of(a)), (W - mr, y_of(a))], fill=(225, 225, 225))
         draw.text((ml - 6, y_of(a)), f"{a:.2f}", fill=INK, font=small, anchor="rm")
@@ -554,10 +575,46 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
     return canvas
 
 
+def retrieval_pictures(cfg, root, test, imu_emb):
+    """retrieval_examples.png and, when the windows have narrations, text_queries.png: --examples random queries."""
+    queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
+    pictures = {"retrieval_examples.png": draw_retrieval_examples(root, test, imu_emb, queries)}
+    if test.text_emb is not None:
+        pictures["text_queries.png"] = draw_text_queries(test, imu_emb, queries)
+    return pictures
+
+
+def random_init_banner(clip_info):
+    """The loud line every report carries when the CLIP towers are random-init, else ""."""
+    return "" if clip_info["weights_source"] != "random-init" else (
+        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
+
+
+def activity_pictures(a, random_init):
+    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
+    pictures = {}
+    for name, m in a["variants"].items():
+        tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
+        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
+        pictures[f"confusion_{name}.png"] = draw_confusion(
+            m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
+    if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
+        curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
+        pictures["label_efficiency.png"] = draw_label_efficiency(
+            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
+    return pictures
+
+
 def _num(m, key):
     """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
     text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
     return f"{text} ± {m[key + '_std']:.4f}" if key + "_std" in m else text
+
+
+def _table(header, rows):
+    """A markdown table (header cells, then rows of cells) and the blank line after it."""
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
 def summary_markdown(report):
@@ -570,38 +627,33 @@ def summary_markdown(report):
     lines += [f"> warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])
     if "retrieval" in report:
         r = report["retrieval"]
-        how = f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled" \
-            else f"all {r['pool_size']} test windows as candidates"
+        how = (f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled"
+               else f"all {r['pool_size']} test windows as candidates")
+        rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
+                for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings; {how}; "
-                  f"exact chance per direction)", "", f"| direction{tag} | " + " | ".join(METRIC_NAMES) + " |",
-                  "|---" * (len(METRIC_NAMES) + 1) + "|"]
-        for name, m in r["directions"].items():
-            lines += [f"| {row} | " + " | ".join(_num(v, k) for k in METRIC_NAMES) + " |"
-                      for row, v in ((name, m), (f"{name} chance", m["chance"]))]
+                  f"exact chance per direction)", "", *_table([f"direction{tag}", *METRIC_NAMES], rows)]
         if "text->video via imu" in r["directions"]:
-            lines += ["", "Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
+            lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
                       "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video, which "
                       "bounds it: it measures how much of CLIP's image-text alignment the IMU encoder inherits." +
                       (" CLIP is random-init here: it has no image-text alignment to transfer, so that row sits at "
-                       "chance; pretrained weights are needed for it to mean anything." if banner else "")]
-        lines.append("")
+                       "chance; pretrained weights are needed for it to mean anything." if banner else ""), ""]
     if "activity" in report:
         a = report["activity"]
+        rows = [[name, _num(m, "accuracy"), _num(m, "macro_f1"), str(m.get("steps", "-"))]
+                for name, m in a["variants"].items()]
+        rows += [["chance (uniform)", _num(a["chance"], "uniform_accuracy"), "-", "-"],
+                 ["chance (majority class)", _num(a["chance"], "majority_accuracy"), "-", "-"]]
         lines += [f"## Activity recognition ({len(a['class_names'])} classes; {a['train_windows']} train / "
                   f"{a['val_windows']} val ({a['val_source']}) / {a['test_windows']} test windows from "
                   f"`{a['source']}`; train fraction {max(a['train_fractions'])}; " +
                   (f"mean ± std over {a['seeds']} seeds)" if a["seeds"] > 1 else "1 seed: --seeds 3 for the spread)"),
-                  "", f"| variant{tag} | accuracy | macro-F1 | steps |", "|---|---|---|---|"]
-        lines += [f"| {name} | {_num(m, 'accuracy')} | {_num(m, 'macro_f1')} | {m.get('steps', '-')} |"
-                  for name, m in a["variants"].items()]
-        lines += [f"| chance (uniform) | {a['chance']['uniform_accuracy']:.4f} | - | - |",
-                  f"| chance (majority class) | {a['chance']['majority_accuracy']:.4f} | - | - |", ""]
+                  "", *_table([f"variant{tag}", "accuracy", "macro-F1", "steps"], rows)]
         if len(a["train_fractions"]) > 1:
             curves = a["label_efficiency"]
-            lines += ["### Label efficiency (test accuracy)", "", "| fraction of labels | " + " | ".join(curves) + " |",
-                      "|---" * (len(curves) + 1) + "|"]
-            lines += [f"| {f} | " + " | ".join(_num(c[str(f)], "accuracy") for c in curves.values()) + " |"
-                      for f in a["train_fractions"]] + [""]
+            rows = [[str(f), *(_num(c[str(f)], "accuracy") for c in curves.values())] for f in a["train_fractions"]]
+            lines += ["### Label efficiency (test accuracy)", "", *_table(["fraction of labels", *curves], rows)]
     return "\n".join(lines)
 
 
@@ -736,12 +788,7 @@ def run(cfg: EvalConfig) -> dict:
     if "retrieval" in steps:
         imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
         report["retrieval"] = task_retrieval(cfg, test, imu_emb)
-        queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
-        pictures["retrieval_examples.png"] = draw_retrieval_examples(
-            root, test, imu_emb, queries, "IMU -> Video: top-5 frames per IMU query (true frame in green)")
-        if has_text:
-            pictures["text_queries.png"] = draw_text_queries(
-                test, imu_emb, queries, "Text -> IMU: top-3 windows per narration query (same narration in green)")
+        pictures.update(retrieval_pictures(cfg, root, test, imu_emb))
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
         pictures.update(activity_pictures(report["activity"], bool(banner)))
@@ -750,46 +797,6 @@ def run(cfg: EvalConfig) -> dict:
     print(summary)
     print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
     return report
-
-
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    return "" if clip_info["weights_source"] != "random-init" else (
-        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
-
-
-def activity_report(cfg, steps, encoder, clip, lab, device):
-    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
-    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
-    variants, curves = {}, {}
-    if "zeroshot" in steps:
-        variants["zeroshot"] = task_zeroshot(cfg, encoder, clip, lab, device)
-    if set(steps) & set(SUPERVISED):
-        curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
-        variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
-    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
-            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
-            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
-            "prompt": cfg.prompt, "variants": variants,
-            "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
-                                     for f, m in c.items()} for v, c in curves.items()},
-            "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
-
-
-def activity_pictures(a, random_init):
-    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
-    pictures = {}
-    for name, m in a["variants"].items():
-        tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
-        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
-        pictures[f"confusion_{name}.png"] = draw_confusion(
-            m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
-    if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
-        curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
-        pictures["label_efficiency.png"] = draw_label_efficiency(
-            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
-    return pictures
 
 
 def main(argv=None):
