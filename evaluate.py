@@ -16,9 +16,7 @@ Run:
 
 The dataset, IMU rate, window length and CLIP come from the checkpoint (--data and --labelled override the data);
 it refuses to test on a recording the checkpoint was trained or validated on. --out (default CHECKPOINT_DIR/eval)
-gets metrics.json, summary.md (the same numbers as tables), retrieval_examples.png, text_queries.png,
-confusion_<variant>.png and, for several fractions, label_efficiency.png; each says loudly when CLIP is
-random-init. The default of 1 seed keeps --task all about a minute: --seeds 3 for the spread.
+gets metrics.json, summary.md (the same numbers as tables) and the pictures, each loud when CLIP is random-init.
 
 Retrieval conventions (every direction, and the tests):
 - Scores are cosine similarities. A query's rank is 1 + the number of *wrong* candidates whose score is >= the
@@ -270,20 +268,18 @@ def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: 
     """One supervised variant, a linear head on an encoder: returns (windows (N, 6, T) -> logits (N, K), steps)."""
     torch.manual_seed(seed)  # the head's (and the from-scratch encoder's) initialisation
     head = nn.Linear(encoder.cfg.embed_dim, n_classes)
-    if variant == "probe":  # the frozen encoder's features, computed once
+    if variant == "probe":  # the head alone, on the frozen encoder's features computed once
         frozen = encoder.to(device).eval()
-        f_fit, f_val = (predict(frozen, x, 256, device) for x in (x_fit, x_val))  # (N, 6, T) -> (N, D), once
-        head, steps = fit_classifier(head, [{"params": head.parameters(), "lr": cfg.probe_lr}], f_fit, y_fit,
-                                     f_val, y_val, cfg, seed, device, variant)
-        return nn.Sequential(frozen, head).eval(), steps
-    if variant == "finetune":  # a copy of the encoder, trained at its own (lower) learning rate
-        body = copy.deepcopy(encoder)
-        groups = [{"params": body.parameters(), "lr": cfg.encoder_lr}, {"params": head.parameters(), "lr": cfg.lr}]
+        x_fit, x_val = (predict(frozen, x, 256, device) for x in (x_fit, x_val))  # (N, 6, T) -> (N, D)
+        model, groups = head, [{"params": head.parameters(), "lr": cfg.probe_lr}]
+    elif variant == "finetune":  # a copy of the encoder, trained at its own (lower) learning rate
+        model = nn.Sequential(copy.deepcopy(encoder), head)  # (B, 6, T) -> (B, D) -> (B, K)
+        groups = [{"params": model[0].parameters(), "lr": cfg.encoder_lr}, {"params": head.parameters(), "lr": cfg.lr}]
     else:  # scratch: the same architecture, randomly initialised
-        body = IMUEncoder(encoder.cfg)
-        groups = [{"params": [*body.parameters(), *head.parameters()], "lr": cfg.lr}]
-    model = nn.Sequential(body, head)  # (B, 6, T) -> (B, D) -> (B, K)
-    return fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
+        model = nn.Sequential(IMUEncoder(encoder.cfg), head)
+        groups = [{"params": model.parameters(), "lr": cfg.lr}]
+    model, steps = fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
+    return (nn.Sequential(frozen, model).eval() if variant == "probe" else model), steps
 
 
 # ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
