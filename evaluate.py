@@ -540,13 +540,6 @@ def retrieval_pictures(cfg, root, test, imu_emb):
     return pictures
 
 
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    return "" if clip_info["weights_source"] != "random-init" else (
-        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
-
-
 def activity_pictures(a, random_init):
     """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
     pictures = {}
@@ -562,6 +555,13 @@ def activity_pictures(a, random_init):
     return pictures
 
 
+def random_init_banner(clip_info):
+    """The loud line every report carries when the CLIP towers are random-init, else ""."""
+    return "" if clip_info["weights_source"] != "random-init" else (
+        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
+
+
 def _num(m, key):
     """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
     text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
@@ -570,7 +570,8 @@ def _num(m, key):
 
 def _table(header, rows):
     """A markdown table (header cells, then rows of cells) and the blank line after it."""
-    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(r) + " |" for r in rows), ""]
+    row = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return [row(header), "|---" * len(header) + "|", *map(row, rows), ""]
 
 
 def summary_markdown(report):
@@ -702,30 +703,30 @@ def labelled_splits(cfg, root, window, clip, test):
 def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     """The test windows and LabelledSplits that TASKS[cfg.task] needs (else None). Refuses to test on recordings
     the checkpoint was trained or validated on; warns (into report) about what the tasks will skip or lack."""
-    steps, warn_ = TASKS[cfg.task], functools.partial(warn, report)
+    steps = TASKS[cfg.task]
     if cfg.labelled and cfg.task == "retrieval":
-        warn_("--labelled is only used by activity recognition; --task retrieval ignores it")
+        warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
     test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
     if test is not None:
         ids = set(test.recording_ids)
         report["test_recordings"] = {"count": len(ids), "checked_unseen": "recordings" in ckpt}
         if "recordings" not in ckpt:
-            warn_(f"{path} does not list the recordings it was trained on (an older train.py): cannot check that the "
-                  f"{len(ids)} test recordings were held out")
+            warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot check "
+                         f"that the {len(ids)} test recordings were held out")
         seen = ids & {r for part in ("train", "val") for r in ckpt.get("recordings", {}).get(part, ())}
         if seen:
             raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
-                             f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to "
-                             f"report numbers on seen data (another --data, or other split fractions than in training?)")
+                             f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "
+                             f"numbers on seen data (another --data, or other split fractions than in training?)")
     has_text = test is not None and test.text_emb is not None
     if "text" not in trained_on and (has_text and "retrieval" in steps or "zeroshot" in steps):
-        warn_(f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space meets text only "
-              f"through CLIP's image-text alignment (transitivity)")
+        warn(report, f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space meets text "
+                     f"only through CLIP's image-text alignment (transitivity)")
     if "retrieval" in steps and not has_text:
-        warn_(f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
+        warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
     lab = labelled_splits(cfg, root, window, clip, test) if set(steps) & set(VARIANTS) else None
     if lab is not None and len(lab.y_val) == 0:
-        warn_(f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
+        warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
     return test, lab
 
 
