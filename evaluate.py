@@ -1,29 +1,22 @@
 """Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
-1. Retrieval (section 4.2) over the whole test split: Text<->IMU, IMU<->Video, and transitivity: a model trained
-   on IMU<->video only searched by text through CLIP's own image-text alignment. "text->video via imu" scores
-   window j for narration i by cos(CLIP text_i, IMU embedding_j), the right windows being those whose video is
-   the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries and right answers.
-   Random-init CLIP (offline) has no image-text alignment to transfer, so that row sits at chance; with
-   pretrained weights it can at best approach CLIP's own row.
-2. Activity recognition (section 4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe
-   on the frozen encoder, the fine-tuned encoder and the same architecture from scratch: fitted on the train
-   split (or --train-fraction of it), early-stopped on data disjoint in time from it (the validation recordings;
-   for a labelled .npz, a stratified 20% of its train split), over --seeds seeds (mean +- std).
+1. Retrieval (4.2) over the test split, or --pool-size random pools: Text<->IMU, IMU<->Video, and transitivity:
+   "text->video via imu" scores window j for narration i by cos(CLIP text_i, IMU embedding_j), right when j's
+   video is the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries, its bound.
+   A random-init CLIP (offline) has no image-text alignment to transfer, so that row sits at chance.
+2. Activity recognition (4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe on the
+   frozen encoder, the fine-tuned encoder and the same architecture from scratch: fitted on the train split (or
+   --train-fraction of it) for at most --steps steps, early-stopped on the validation recordings (for a labelled
+   .npz, a stratified 20% of its train split), over --seeds seeds (mean ± std).
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
     python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
---task: retrieval | zeroshot | probe | finetune (fine-tune and from scratch, same budget) | all | pretrained (all
-but from scratch, which does not depend on the checkpoint). The dataset, the
-IMU rate and window length and the CLIP model come from the checkpoint (--data overrides the dataset; --labelled
-takes activity labels from a labelled-IMU .npz). It refuses to test on a recording the checkpoint was trained or
-validated on. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same numbers as markdown
-tables), retrieval_examples.png, text_queries.png, confusion_<variant>.png and, for several fractions,
-label_efficiency.png. Reports say loudly when CLIP is random-init. The default is 1 seed, to keep --task all
-about a minute: --seeds 3 for the spread.
+The dataset, IMU rate, window length and CLIP come from the checkpoint (--data and --labelled override the data);
+it refuses to test on a recording the checkpoint was trained or validated on. --out (default CHECKPOINT_DIR/eval)
+gets metrics.json, summary.md (the same numbers as tables) and the pictures, each loud when CLIP is random-init.
 
 Retrieval conventions (every direction, and the tests):
 - Scores are cosine similarities. A query's rank is 1 + the number of *wrong* candidates whose score is >= the
@@ -65,12 +58,9 @@ METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # re
 
 
 def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, chunk=None):
-    """1-based rank of the best right candidate of every query under cosine similarity: int64 (Q,).
-
-    queries (Q, D), candidates (C, D). Candidate j is right for query i when cand_groups[j] == query_groups[i]
-    (default, Q == C: candidate i only). rank_i = 1 + #{wrong j : s_ij >= max over right j' of s_ij'}, where a
-    non-finite s counts as -inf. Queries are scored `chunk` at a time (default: 2^25 scores, 128 MB), never (Q, C).
-    """
+    """Ranks (Q,) int64 of queries (Q, D) among candidates (C, D), by the module docstring's conventions: j is right
+    for i when cand_groups[j] == query_groups[i] (default, Q == C: j == i only). Queries are scored `chunk` at a
+    time (default: 2^25 scores, 128 MB), never all (Q, C) at once."""
     q = F.normalize(torch.as_tensor(queries, dtype=torch.float32).cpu(), dim=1)  # (Q, D) unit rows
     cT = F.normalize(torch.as_tensor(candidates, dtype=torch.float32).cpu(), dim=1).T.contiguous()  # (D, C)
     (Q, C), chunk = (len(q), cT.shape[1]), chunk or max(1, 2**25 // max(1, cT.shape[1]))
@@ -107,13 +97,9 @@ def right_counts(query_groups, cand_groups):
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """Ranks within random pools of pool_size windows (--pool-size), to compare with numbers reported that way.
-
-    queries (N, D) and candidates (N, D) are two views of the same N windows, groups (N,) as in retrieval_ranks.
-    Every repeat shuffles the windows into pools; the leftover windows are queried against themselves plus
-    random other windows, so every query sees pool_size candidates once per repeat.
-    Returns (repeats, N) ranks and (repeats, N) right counts (for chance_metrics).
-    """
+    """--pool-size: ranks (repeats, N) and right counts (repeats, N) within random pools of pool_size of the N windows
+    (queries and candidates: two views (N, D) of them). Each repeat shuffles the windows into pools; the leftover
+    windows are queried against themselves plus random others, so every query sees pool_size candidates."""
     q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
     g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
     N, K = len(g), min(pool_size, len(g))
@@ -138,14 +124,12 @@ def rank_metrics(ranks):
 
 
 def chance_metrics(n_right, n_candidates):
-    """The exact expected rank_metrics of a uniformly random ranking of n_candidates.
+    """The exact expected rank_metrics of a uniformly random ranking of n_candidates; n_right: int or ints (Q,).
 
-    n_right: int, or ints (Q,): right candidates of each query. With N candidates and m right ones the first right
-    one is at rank > k with probability S(k) = C(N-k, m) / C(N, m) = C(N-m, k) / C(N, k), i.e. at rank r with
-    P(r) = S(r-1) - S(r) = C(N-r, m-1) / C(N, m). R@K = mean over queries of 1 - S(K), MRR = mean of sum_r P(r)/r.
-    median_rank is the median of the mixture over queries of their rank distributions, F(r) = mean of 1 - S(r)
-    (what rank_metrics' median tends to over many random rankings): the midpoint of the first r with F(r) >= 1/2
-    and the first with F(r) > 1/2, so that a single right answer gives (N + 1) / 2.
+    With N candidates and m right ones the first right one is at rank > k with probability S(k) = C(N-k, m) / C(N, m),
+    i.e. at rank r with P(r) = S(r-1) - S(r). R@K = mean over queries of 1 - S(K), MRR = mean of sum_r P(r) / r.
+    median_rank is the median of the mixture of the queries' rank distributions, F(r) = mean of 1 - S(r) (what
+    rank_metrics' median tends to): the midpoint of the first r with F(r) >= 1/2 and the first with F(r) > 1/2.
     """
     N = int(n_candidates)
     m, queries = np.unique(np.atleast_1d(n_right), return_counts=True)  # queries grouped by their right count
@@ -189,9 +173,8 @@ def group_ids(*keys):
 
 
 def classification_metrics(labels, predictions, n_classes):
-    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted class). Macro-F1 averages
-    the F1 of the classes present in `labels` (an absent class has no recall to speak of; predicting it still
-    lowers the recall, hence F1, of the true class)."""
+    """Accuracy, macro-F1 over the classes present in `labels` (predicting an absent class still lowers the F1 of
+    the true one) and the confusion matrix (rows: true class, columns: predicted class)."""
     y = torch.as_tensor(labels, dtype=torch.int64)  # (N,)
     p = torch.as_tensor(predictions, dtype=torch.int64)  # (N,)
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -226,12 +209,9 @@ class FitConfig:
 
 
 def split_train_val(labels, val_fraction, train_fraction, seed):
-    """Stratified (fit, val) indices of a labelled training split; fit is then subsampled to train_fraction.
-
-    Every class with >= 2 windows gives at least one to each part; a class with one window goes to fit. For one
-    seed the fits of growing fractions are nested. (data.py's _stratified_split is the .npz's train/test split;
-    data.py must not import evaluate.py, so the two stay.)
-    """
+    """Stratified (fit, val) indices, fit then subsampled to train_fraction (nested over fractions for one seed).
+    A class with >= 2 windows gives at least one to each part, a lone window goes to fit. (data.py's
+    _stratified_split is the .npz's train/test split: data.py must not import evaluate.py.)"""
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
     fit, val = [], []
@@ -253,11 +233,8 @@ def predict(model, x, batch_size, device):
 
 
 def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConfig, seed, device, name=""):
-    """Train `model` (inputs -> logits) with cross-entropy for cfg.steps steps, early-stopped on the val loss.
-
-    x_* are CPU tensors (windows (N, 6, T) or frozen features (N, D)); param_groups are AdamW groups. With no
-    validation windows the whole budget is trained. Returns the best-validation model in eval mode, steps run.
-    """
+    """Cross-entropy on CPU tensors x_* (windows (N, 6, T) or features (N, D)) for cfg.steps steps, early-stopped on
+    the val loss (none: the whole budget). Returns the best-validation model in eval mode and the steps run."""
     gen, opt = torch.Generator().manual_seed(seed), torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     best, best_state, since_best, batches = float("inf"), None, 0, []
     model.to(device)
@@ -288,28 +265,21 @@ SUPERVISED = VARIANTS[1:]
 
 
 def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: FitConfig, seed, device):
-    """One supervised variant: returns (windows (N, 6, T) -> logits (N, K), steps run).
-
-    probe: a linear layer on the frozen encoder's output (features computed once);
-    finetune: a copy of the encoder plus a linear layer, all trained (encoder at cfg.encoder_lr);
-    scratch: the same architecture randomly initialised (from `seed`) plus a linear layer, all at cfg.lr.
-    """
+    """One supervised variant, a linear head on an encoder: returns (windows (N, 6, T) -> logits (N, K), steps)."""
     torch.manual_seed(seed)  # the head's (and the from-scratch encoder's) initialisation
     head = nn.Linear(encoder.cfg.embed_dim, n_classes)
-    if variant == "probe":
+    if variant == "probe":  # the head alone, on the frozen encoder's features computed once
         frozen = encoder.to(device).eval()
-        f_fit, f_val = (predict(frozen, x, 256, device) for x in (x_fit, x_val))  # (N, 6, T) -> (N, D), once
-        head, steps = fit_classifier(head, [{"params": head.parameters(), "lr": cfg.probe_lr}], f_fit, y_fit,
-                                     f_val, y_val, cfg, seed, device, variant)
-        return nn.Sequential(frozen, head).eval(), steps
-    if variant == "finetune":
-        body = copy.deepcopy(encoder)
-        groups = [{"params": body.parameters(), "lr": cfg.encoder_lr}, {"params": head.parameters(), "lr": cfg.lr}]
-    else:
-        body = IMUEncoder(encoder.cfg)
-        groups = [{"params": [*body.parameters(), *head.parameters()], "lr": cfg.lr}]
-    model = nn.Sequential(body, head)  # (B, 6, T) -> (B, D) -> (B, K)
-    return fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
+        x_fit, x_val = (predict(frozen, x, 256, device) for x in (x_fit, x_val))  # (N, 6, T) -> (N, D)
+        model, groups = head, [{"params": head.parameters(), "lr": cfg.probe_lr}]
+    elif variant == "finetune":  # a copy of the encoder, trained at its own (lower) learning rate
+        model = nn.Sequential(copy.deepcopy(encoder), head)  # (B, 6, T) -> (B, D) -> (B, K)
+        groups = [{"params": model[0].parameters(), "lr": cfg.encoder_lr}, {"params": head.parameters(), "lr": cfg.lr}]
+    else:  # scratch: the same architecture, randomly initialised
+        model = nn.Sequential(IMUEncoder(encoder.cfg), head)
+        groups = [{"params": model.parameters(), "lr": cfg.lr}]
+    model, steps = fit_classifier(model, groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, variant)
+    return (nn.Sequential(frozen, model).eval() if variant == "probe" else model), steps
 
 
 # ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
@@ -340,35 +310,28 @@ class EvalConfig:
     examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png")
 
 
-def retrieval_directions(test, imu_emb):
-    """name -> (queries (N, D), candidates (N, D), groups (N,)) for every direction the test windows support."""
-    video, by_video = torch.as_tensor(test.video_emb), group_ids(test.video_emb)
-    out = {}
-    if test.text_emb is not None:
-        text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
-        out = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text)}
-    out.update({"imu->video": (imu_emb, video, by_video), "video->imu": (video, imu_emb, by_video)})
-    if test.text_emb is not None:  # transitivity: the same queries and right windows, IMU or CLIP video space
-        out.update({"text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)})
-    return out
-
-
 def task_retrieval(cfg: EvalConfig, test, imu_emb):
-    """Retrieval (paper 4.2) in every direction over the test split (or random pools), each with exact chance."""
+    """Retrieval (paper 4.2) in every direction the test windows support, over the split or random pools."""
+    video, by_video = torch.as_tensor(test.video_emb), group_ids(test.video_emb)  # (N, D), (N,)
+    directions = {"imu->video": (imu_emb, video, by_video), "video->imu": (video, imu_emb, by_video)}
+    if test.text_emb is not None:  # text first; then transitivity: the same queries and right windows in both spaces
+        text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
+        directions = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text), **directions,
+                      "text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)}
     N = len(test)
     K = min(cfg.pool_size, N) if cfg.pool_size > 0 else N
-    directions = {}
-    for name, (q, c, g) in retrieval_directions(test, imu_emb).items():
+    metrics = {}
+    for name, (q, c, g) in directions.items():
         if cfg.pool_size > 0:
             ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
         else:
             ranks, n_right = retrieval_ranks(q, c, g, g), right_counts(g, g)  # (N,) each
-        directions[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
-        print(f"[evaluate] retrieval {name}: R@1 {directions[name]['R@1']:.4f} "
-              f"(chance {directions[name]['chance']['R@1']:.4f})", file=sys.stderr)
+        metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
+        print(f"[evaluate] retrieval {name}: R@1 {metrics[name]['R@1']:.4f} "
+              f"(chance {metrics[name]['chance']['R@1']:.4f})", file=sys.stderr)
     return {"split": "test", "windows": N, "recordings": len(set(test.recording_ids)), "pool_size": K,
             "mode": "pooled" if cfg.pool_size > 0 else "full", "pool_repeats": cfg.pool_repeats if cfg.pool_size else 1,
-            "directions": directions}
+            "directions": metrics}
 
 
 @dataclass
@@ -394,8 +357,7 @@ def task_zeroshot(cfg: EvalConfig, encoder, clip, lab: LabelledSplits, device):
 
 
 def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
-    """Probe, fine-tune and from scratch (paper 4.3) for every train fraction and seed.
-    Returns {variant: {fraction: mean and std over seeds of accuracy and macro-F1, confusions summed}}."""
+    """Probe, fine-tune, from scratch (paper 4.3): {variant: {train fraction: mean and std over seeds}}."""
     K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
     std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
     for variant in variants:
@@ -417,6 +379,21 @@ def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, dev
     return result
 
 
+def activity_report(cfg, steps, encoder, clip, lab, device):
+    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
+    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
+    variants = {"zeroshot": task_zeroshot(cfg, encoder, clip, lab, device)} if "zeroshot" in steps else {}
+    curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
+    variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
+    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
+            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
+            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
+            "prompt": cfg.prompt, "variants": variants,
+            "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
+                                     for f, m in c.items()} for v, c in curves.items()},
+            "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
+
+
 # ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
@@ -427,14 +404,18 @@ def font(size):
     return ImageFont.load_default(size=size)  # PIL's scalable built-in font (Pillow >= 10.1)
 
 
-def _framed(img, color, width=4):
-    return ImageOps.expand(img, border=width, fill=color)  # img with a `width`-pixel border of `color`
-
-
 def _frame_tile(frame, size):
     """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp when enlarged), letterboxed."""
     img = Image.fromarray(np.asarray(frame))
     return ImageOps.pad(img, (size, size), Image.NEAREST if size > max(img.size) else Image.BILINEAR, color="black")
+
+
+def _canvas(size, title):
+    """A white canvas of `size` pixels with `title` at its top: (canvas, draw)."""
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((10, 8), title, fill=INK, font=font(14))
+    return canvas, draw
 
 
 def _top(queries, candidates, k):
@@ -444,19 +425,18 @@ def _top(queries, candidates, k):
     return (a @ b.T).topk(min(k, len(b)), dim=1).indices  # (Q, N) -> (Q, k)
 
 
-def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
+def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
     """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
     in green; when the right frame is not among them, it follows after a gap with its rank."""
-    big, small = font(14), font(12)
+    small = font(12)
     top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
     by_video = group_ids(test.video_emb)
     ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
     read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
     plot_w, row_h, pad, step = 2 * tile, tile + 44, 10, tile + 8 + 10
     frames_x = pad + plot_w + pad
-    canvas = Image.new("RGB", (frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=big)
+    canvas, draw = _canvas((frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)),
+                           f"IMU -> Video: top-{k} frames per IMU query (true frame in green)")
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
         canvas.paste(draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
@@ -467,14 +447,15 @@ def draw_retrieval_examples(root, test, imu_emb, queries, title, k=5, tile=128):
         for j, c in shown:
             right, (rec_id, frame) = bool(by_video[c] == by_video[i]), test.frame_index[c]
             x = frames_x + j * step + (pad if j == k else 0)
-            canvas.paste(_framed(_frame_tile(read(rec_id).frames[frame], tile), RIGHT if right else OTHER), (x, y))
+            tile_img = _frame_tile(read(rec_id).frames[frame], tile)
+            canvas.paste(ImageOps.expand(tile_img, border=4, fill=RIGHT if right else OTHER), (x, y))
             label = f"true, rank {int(ranks[r])}" if j == k else f"#{j + 1}" + (" (true)" if right else "")
             draw.text((x, y + tile + 10), label, fill=RIGHT if right else INK, font=small)
             draw.text((x, y + tile + 24), test.window_ids[c], fill=(120, 120, 120), font=small)
     return canvas
 
 
-def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
+def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
     """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
     narrations under them; windows with the queried narration are outlined."""
     big, small = font(14), font(12)
@@ -482,9 +463,8 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
     by_text = group_ids(test.texts)
     ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
     (w, h), pad, row_h = plot, 10, 24 + plot[1] + 8 + 36
-    canvas = Image.new("RGB", (pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 6), title, fill=INK, font=big)
+    canvas, draw = _canvas((pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)),
+                           f"Text -> IMU: top-{k} windows per narration query (same narration in green)")
     for r, i in enumerate(queries):
         y = 30 + r * (row_h + pad)
         draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
@@ -492,7 +472,7 @@ def draw_text_queries(test, imu_emb, queries, title, k=3, plot=(300, 120)):
         for j, c in enumerate(top[r].tolist()):
             right, x = test.texts[c] == test.texts[i], pad + j * (w + 8 + pad)
             plot_img = draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
-            canvas.paste(_framed(plot_img, RIGHT if right else OTHER), (x, y + 22))
+            canvas.paste(ImageOps.expand(plot_img, border=4, fill=RIGHT if right else OTHER), (x, y + 22))
             for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
                 draw.text((x, y + 22 + h + 10 + 16 * n), line, fill=RIGHT if right else INK, font=small)
     return canvas
@@ -504,9 +484,7 @@ def draw_confusion(confusion, class_names, title, cell=44):
     m, K, big, small = np.asarray(confusion), len(class_names), font(14), font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
     left, top = 30 + max(int(small.getlength(name)) for name in names), 62
-    canvas = Image.new("RGB", (max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((10, 8), title, fill=INK, font=big)
+    canvas, draw = _canvas((max(left + K * cell + 20, 20 + int(big.getlength(title))), top + K * cell + 20), title)
     draw.text((left + K * cell // 2, 32), "predicted class", fill=INK, font=small, anchor="mt")
     draw.text((left - 6, top - 14), "true class", fill=INK, font=small, anchor="rm")
     share = m / np.maximum(m.sum(1, keepdims=True), 1)  # (K, K) row-normalised
@@ -530,9 +508,8 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
     lo, hi = np.log10(fracs[0]) - 0.1, np.log10(fracs[-1]) + 0.1
     x_of = lambda f: ml + (np.log10(f) - lo) / (hi - lo) * (W - ml - mr)  # noqa: E731
     y_of = lambda a: H - mb - a * (H - mt - mb)  # noqa: E731  accuracy in [0, 1]
-    canvas = Image.new("RGB", size, "white")
-    draw, small = ImageDraw.Draw(canvas), font(12)
-    draw.text((10, 8), title, fill=INK, font=font(14))
+    canvas, draw = _canvas(size, title)
+    small = font(12)
     for a in (0, 0.25, 0.5, 0.75, 1):
         draw.line([(ml, y_of(a)), (W - mr, y_of(a))], fill=(225, 225, 225))
         draw.text((ml - 6, y_of(a)), f"{a:.2f}", fill=INK, font=small, anchor="rm")
@@ -554,10 +531,47 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
     return canvas
 
 
+def retrieval_pictures(cfg, root, test, imu_emb):
+    """retrieval_examples.png and, when the windows have narrations, text_queries.png: --examples random queries."""
+    queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
+    pictures = {"retrieval_examples.png": draw_retrieval_examples(root, test, imu_emb, queries)}
+    if test.text_emb is not None:
+        pictures["text_queries.png"] = draw_text_queries(test, imu_emb, queries)
+    return pictures
+
+
+def activity_pictures(a, random_init):
+    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
+    pictures = {}
+    for name, m in a["variants"].items():
+        tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
+        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
+        pictures[f"confusion_{name}.png"] = draw_confusion(
+            m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
+    if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
+        curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
+        pictures["label_efficiency.png"] = draw_label_efficiency(
+            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
+    return pictures
+
+
+def random_init_banner(clip_info):
+    """The loud line every report carries when the CLIP towers are random-init, else ""."""
+    return "" if clip_info["weights_source"] != "random-init" else (
+        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
+
+
 def _num(m, key):
     """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
     text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
     return f"{text} ± {m[key + '_std']:.4f}" if key + "_std" in m else text
+
+
+def _table(header, rows):
+    """A markdown table (header cells, then rows of cells) and the blank line after it."""
+    row = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return [row(header), "|---" * len(header) + "|", *map(row, rows), ""]
 
 
 def summary_markdown(report):
@@ -570,38 +584,33 @@ def summary_markdown(report):
     lines += [f"> warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])
     if "retrieval" in report:
         r = report["retrieval"]
-        how = f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled" \
-            else f"all {r['pool_size']} test windows as candidates"
+        how = (f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled"
+               else f"all {r['pool_size']} test windows as candidates")
+        rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
+                for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings; {how}; "
-                  f"exact chance per direction)", "", f"| direction{tag} | " + " | ".join(METRIC_NAMES) + " |",
-                  "|---" * (len(METRIC_NAMES) + 1) + "|"]
-        for name, m in r["directions"].items():
-            lines += [f"| {row} | " + " | ".join(_num(v, k) for k in METRIC_NAMES) + " |"
-                      for row, v in ((name, m), (f"{name} chance", m["chance"]))]
+                  f"exact chance per direction)", "", *_table([f"direction{tag}", *METRIC_NAMES], rows)]
         if "text->video via imu" in r["directions"]:
-            lines += ["", "Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
+            lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
                       "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video, which "
                       "bounds it: it measures how much of CLIP's image-text alignment the IMU encoder inherits." +
                       (" CLIP is random-init here: it has no image-text alignment to transfer, so that row sits at "
-                       "chance; pretrained weights are needed for it to mean anything." if banner else "")]
-        lines.append("")
+                       "chance; pretrained weights are needed for it to mean anything." if banner else ""), ""]
     if "activity" in report:
         a = report["activity"]
+        rows = [[name, _num(m, "accuracy"), _num(m, "macro_f1"), str(m.get("steps", "-"))]
+                for name, m in a["variants"].items()]
+        rows += [["chance (uniform)", _num(a["chance"], "uniform_accuracy"), "-", "-"],
+                 ["chance (majority class)", _num(a["chance"], "majority_accuracy"), "-", "-"]]
         lines += [f"## Activity recognition ({len(a['class_names'])} classes; {a['train_windows']} train / "
                   f"{a['val_windows']} val ({a['val_source']}) / {a['test_windows']} test windows from "
                   f"`{a['source']}`; train fraction {max(a['train_fractions'])}; " +
                   (f"mean ± std over {a['seeds']} seeds)" if a["seeds"] > 1 else "1 seed: --seeds 3 for the spread)"),
-                  "", f"| variant{tag} | accuracy | macro-F1 | steps |", "|---|---|---|---|"]
-        lines += [f"| {name} | {_num(m, 'accuracy')} | {_num(m, 'macro_f1')} | {m.get('steps', '-')} |"
-                  for name, m in a["variants"].items()]
-        lines += [f"| chance (uniform) | {a['chance']['uniform_accuracy']:.4f} | - | - |",
-                  f"| chance (majority class) | {a['chance']['majority_accuracy']:.4f} | - | - |", ""]
+                  "", *_table([f"variant{tag}", "accuracy", "macro-F1", "steps"], rows)]
         if len(a["train_fractions"]) > 1:
             curves = a["label_efficiency"]
-            lines += ["### Label efficiency (test accuracy)", "", "| fraction of labels | " + " | ".join(curves) + " |",
-                      "|---" * (len(curves) + 1) + "|"]
-            lines += [f"| {f} | " + " | ".join(_num(c[str(f)], "accuracy") for c in curves.values()) + " |"
-                      for f in a["train_fractions"]] + [""]
+            rows = [[str(f), *(_num(c[str(f)], "accuracy") for c in curves.values())] for f in a["train_fractions"]]
+            lines += ["### Label efficiency (test accuracy)", "", *_table(["fraction of labels", *curves], rows)]
     return "\n".join(lines)
 
 
@@ -666,20 +675,6 @@ def load_model(path, device):
     return ckpt, window, clip, encoder, trained_on
 
 
-def check_held_out(report, path, ckpt, test):
-    """Refuse to test on recordings the checkpoint was trained or validated on; warn once if it does not say."""
-    ids = set(test.recording_ids)
-    report["test_recordings"] = {"count": len(ids), "checked_unseen": "recordings" in ckpt}
-    if "recordings" not in ckpt:
-        return warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot "
-                            f"check that the {len(ids)} test recordings were held out")
-    seen = ids & (set(ckpt["recordings"].get("train", ())) | set(ckpt["recordings"].get("val", ())))
-    if seen:
-        raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
-                         f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "
-                         f"numbers on seen data (another --data, or other split fractions than in training?)")
-
-
 def labelled_splits(cfg, root, window, clip, test):
     """Activity recognition windows: the .npz (val: a stratified 20% of its train split) or the dataset's
     labelled windows (val: the validation recordings). DataError when there is nothing to fit or test."""
@@ -705,6 +700,36 @@ def labelled_splits(cfg, root, window, clip, test):
     return lab
 
 
+def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
+    """The test windows and LabelledSplits that TASKS[cfg.task] needs (else None). Refuses to test on recordings
+    the checkpoint was trained or validated on; warns (into report) about what the tasks will skip or lack."""
+    steps = TASKS[cfg.task]
+    if cfg.labelled and cfg.task == "retrieval":
+        warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
+    test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
+    if test is not None:
+        ids = set(test.recording_ids)
+        report["test_recordings"] = {"count": len(ids), "checked_unseen": "recordings" in ckpt}
+        if "recordings" not in ckpt:
+            warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot check "
+                         f"that the {len(ids)} test recordings were held out")
+        seen = ids & {r for part in ("train", "val") for r in ckpt.get("recordings", {}).get(part, ())}
+        if seen:
+            raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
+                             f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "
+                             f"numbers on seen data (another --data, or other split fractions than in training?)")
+    has_text = test is not None and test.text_emb is not None
+    if "text" not in trained_on and (has_text and "retrieval" in steps or "zeroshot" in steps):
+        warn(report, f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space meets text "
+                     f"only through CLIP's image-text alignment (transitivity)")
+    if "retrieval" in steps and not has_text:
+        warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
+    lab = labelled_splits(cfg, root, window, clip, test) if set(steps) & set(VARIANTS) else None
+    if lab is not None and len(lab.y_val) == 0:
+        warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
+    return test, lab
+
+
 def run(cfg: EvalConfig) -> dict:
     """Run cfg.task on cfg.checkpoint and write the reports. Bad input raises ValueError (incl. DataError)."""
     check_flags(cfg)
@@ -717,31 +742,12 @@ def run(cfg: EvalConfig) -> dict:
               "clip": {**clip.info(), "random_init": bool(banner), "random_init_warning": banner}}
     if banner:
         print(f"warning: {banner}", file=sys.stderr)
-    if cfg.labelled and cfg.task == "retrieval":
-        warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
-    test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
-    if test is not None:
-        check_held_out(report, path, ckpt, test)
-    has_text = test is not None and test.text_emb is not None
-    if "text" not in trained_on and (has_text and "retrieval" in steps or "zeroshot" in steps):
-        warn(report, f"{path} was trained without text ({ckpt['config']['modalities']}): its IMU space meets text "
-                     f"only through CLIP's image-text alignment (transitivity)")
-    if "retrieval" in steps and not has_text:
-        warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
-    lab = labelled_splits(cfg, root, window, clip, test) if set(steps) & set(VARIANTS) else None
-    if lab is not None and len(lab.y_val) == 0:
-        warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
-
+    test, lab = load_data(cfg, report, root, path, ckpt, window, clip, trained_on)
     pictures = {}
     if "retrieval" in steps:
         imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
         report["retrieval"] = task_retrieval(cfg, test, imu_emb)
-        queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
-        pictures["retrieval_examples.png"] = draw_retrieval_examples(
-            root, test, imu_emb, queries, "IMU -> Video: top-5 frames per IMU query (true frame in green)")
-        if has_text:
-            pictures["text_queries.png"] = draw_text_queries(
-                test, imu_emb, queries, "Text -> IMU: top-3 windows per narration query (same narration in green)")
+        pictures.update(retrieval_pictures(cfg, root, test, imu_emb))
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
         pictures.update(activity_pictures(report["activity"], bool(banner)))
@@ -750,46 +756,6 @@ def run(cfg: EvalConfig) -> dict:
     print(summary)
     print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
     return report
-
-
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    return "" if clip_info["weights_source"] != "random-init" else (
-        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
-
-
-def activity_report(cfg, steps, encoder, clip, lab, device):
-    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
-    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
-    variants, curves = {}, {}
-    if "zeroshot" in steps:
-        variants["zeroshot"] = task_zeroshot(cfg, encoder, clip, lab, device)
-    if set(steps) & set(SUPERVISED):
-        curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
-        variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
-    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
-            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
-            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
-            "prompt": cfg.prompt, "variants": variants,
-            "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
-                                     for f, m in c.items()} for v, c in curves.items()},
-            "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
-
-
-def activity_pictures(a, random_init):
-    """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
-    pictures = {}
-    for name, m in a["variants"].items():
-        tag = " [CLIP RANDOM-INIT]" if random_init and name == "zeroshot" else ""
-        seeds = f" ({m['seeds']} seeds, counts summed)" if m.get("seeds", 1) > 1 else ""
-        pictures[f"confusion_{name}.png"] = draw_confusion(
-            m["confusion"], a["class_names"], f"{name}{tag}: accuracy {_num(m, 'accuracy')}{seeds}")
-    if len(a["train_fractions"]) > 1 and a["label_efficiency"]:
-        curves = {v: {float(f): m for f, m in c.items()} for v, c in a["label_efficiency"].items()}
-        pictures["label_efficiency.png"] = draw_label_efficiency(
-            curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
-    return pictures
 
 
 def main(argv=None):
