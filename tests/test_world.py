@@ -40,7 +40,7 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tour():
     """One recording that goes through every activity, with its ground truth, sensed at the IMU rate."""
-    plan, traj, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
+    plan, traj, scene, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
     step = int(round(CFG.sim_rate_hz / CFG.imu_rate_hz))
     k = np.arange(len(rec["imu"])) * step  # IMU samples on the dense grid
     bias = np.array(rec["meta"]["imu_bias"]["acc"] + rec["meta"]["imu_bias"]["gyro"])
@@ -138,9 +138,8 @@ def test_horizon_row_follows_pitch_and_roll():
 
 
 def test_yaw_pans_and_walking_forward_enlarges_an_object():
-    pillar = replace(scenes.make_scene("street"), fog_max=0.0, kinds=np.array([1]),
-                     geom=np.array([[10.0, 0.0, 1.0, 0.0, 3.0, 0.0]]), colors=np.array([[1.0, 0.0, 0.0]]),
-                     patterns=np.array([2]))
+    pillar = scenes.add_primitives(replace(scenes.make_scene("street"), fog_max=0.0),
+                                   [(1, (10.0, 0.0, 1.0, 0.0, 3.0, 0.0), (1.0, 0.0, 0.0), 2)])  # a lit cylinder
     size, f = 96, 48
 
     def columns(frame):
