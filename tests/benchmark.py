@@ -5,6 +5,7 @@ Not collected by pytest (its name does not start with test_). Run from the repos
     python tests/benchmark.py                    # everything, about 15 minutes on a 2-core CPU
     python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
     python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
+    python tests/benchmark.py --world            # only the world's IMU<->video figures (below), ~1 h on 2 cores
 
 It prints one JSON object (and writes it to --out). Figures:
 - clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32. Speed does not depend on the
@@ -17,6 +18,11 @@ It prints one JSON object (and writes it to --out). Figures:
 - retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory,
   measured in a child process so that its peak RSS is its own.
 - quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm.
+- world (--world, alone): can the default dataset's video be told from the body's activity? On the test split,
+  with the offline ViT-B/32: the IMU->video MRR of oracles that predict a window's frame embedding as the mean
+  training embedding of its activity, its scene or its recording, next to the exact chance of the protocol;
+  then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
+  --task probe (mean and spread of IMU->video MRR, text->IMU MRR, probe accuracy).
 """
 import argparse
 import json
@@ -57,6 +63,10 @@ class BenchConfig:
     skip_quickstart: bool = False  # skip the two end-to-end quickstart runs (the slowest part)
     workdir: str = ""  # keep the quickstart's dataset, runs and reports here ("" = a temporary directory)
     out: str = "benchmark.json"  # where the JSON is written as well as printed
+    world: bool = False  # only the world figures: oracles and trained IMU->video over seeds
+    world_data: str = ""  # dataset for --world ("" = generate the default one in the work dir)
+    world_seeds: int = 3  # training seeds for --world
+    world_epochs: int = 10  # train.py --epochs for --world
 
 
 def parse_args(argv=None) -> BenchConfig:
@@ -170,6 +180,51 @@ print(json.dumps({{"pool": n, "seconds": round(seconds, 1), "peak_rss_mb": round
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def exact_chance_mrr(groups) -> float:
+    """MRR of a random ranking when query i's right answers are the candidates in its group (groups (N,)): with m
+    right among N, the best right one is at rank r with probability C(N - r, m - 1) / C(N, m)."""
+    from math import comb
+    N, sizes = len(groups), np.unique(np.asarray(groups), return_counts=True)[1]
+    per_m = {m: sum(comb(N - r, m - 1) / r for r in range(1, N - m + 2)) / comb(N, m) for m in set(sizes.tolist())}
+    return float(sum(m * per_m[m] for m in sizes.tolist()) / N)  # every window of a group of m is a query
+
+
+def bench_world(cfg: BenchConfig, work: Path) -> dict:
+    """Oracle and trained IMU->video MRR on the test split of the default dataset (see the module docstring)."""
+    from evaluate import group_ids, rank_metrics, retrieval_ranks
+    root = Path(cfg.world_data) if cfg.world_data else work / "world-data"
+    if not cfg.world_data:
+        world.synthesize(root, world.SynthConfig())
+    clip = clip_vendor.FrozenCLIP(cfg.clip)
+    train, test = (data.WindowDataset(root, split, data.WindowConfig(), clip) for split in ("train", "test"))
+    groups = group_ids(test.video_emb)  # windows that share their frame are all right (evaluate.py's protocol)
+    report = {"test_windows": len(test), "chance_mrr": round(exact_chance_mrr(groups), 4), "oracle_mrr": {}}
+    keys = {"activity": (train.labels, test.labels), "recording": (train.recording_ids, test.recording_ids),
+            "scene": tuple([r.split("_", 1)[-1] for r in ds.recording_ids] for ds in (train, test))}  # syn007_street
+    for name, (k_train, k_test) in keys.items():
+        k_train, k_test = np.asarray(k_train), np.asarray(k_test)
+        means = {k: train.video_emb[k_train == k].mean(axis=0) for k in set(k_train.tolist())}
+        fallback = train.video_emb.mean(axis=0)  # a test recording is never in train: its own key is unknown
+        queries = np.stack([means.get(k, fallback) for k in k_test.tolist()])  # (N, D) predicted frame embeddings
+        ranks = retrieval_ranks(queries, test.video_emb, groups, groups)  # (N,)
+        report["oracle_mrr"][name] = round(rank_metrics(ranks)["MRR"], 4)
+    runs = []
+    for seed in range(cfg.world_seeds):
+        run = work / f"world-run-s{seed}"
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--modalities", "imu,video", "--data", str(root),
+                        "--out", str(run), "--seed", str(seed), "--epochs", str(cfg.world_epochs)], check=True,
+                       stdout=subprocess.DEVNULL)
+        scores = {}
+        for task in ("retrieval", "probe"):
+            subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--task", task, "--checkpoint",
+                            str(run / "best.pt"), "--out", str(run / f"eval-{task}")], check=True,
+                           stdout=subprocess.DEVNULL)
+            scores[task] = json.loads((run / f"eval-{task}" / "metrics.json").read_text())
+        runs.append(scores)
+    report["trained"] = {"seeds": cfg.world_seeds, "epochs": cfg.world_epochs, "runs": runs}
+    return report
+
+
 def bench_quickstart(work: Path) -> dict:
     """The README's main command in a fresh directory: once cold (dataset + cache built), once warm."""
     env = dict(os.environ, IMU2CLIP_DATA=str(work / "quickstart-data"))
@@ -194,7 +249,9 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
         steps = [("clip", lambda: bench_clip(cfg)), ("synth", lambda: bench_synth(work)),
                  ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg))]
-        if not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
+        if cfg.world:
+            steps = [("world", lambda: bench_world(cfg, work))]
+        elif not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
             steps += [("quickstart", lambda: bench_quickstart(work)),
                       ("data_path", lambda: bench_data_path(work / "quickstart-data", cfg.clip))]
         else:

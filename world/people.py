@@ -140,7 +140,10 @@ def plan_recording(cfg, index, activities=None):
     heading0 = _u(rng, 0, 2 * np.pi)
     segments, t, level, prev = [], 0.0, 0.0, None
     while t < duration - 1e-9 and (activities is None or len(segments) < len(activities)):
-        label = _next_activity(rng, prev, seated, scene, duration - t) if activities is None else activities[len(segments)]
+        if activities is None:
+            label = _next_activity(rng, prev, seated, scene, duration - t)
+        else:
+            label = activities[len(segments)]
         if label not in (_NEXT_SEATED if seated else [a for a in ACTIVITIES if a != "standing up"]):
             raise ValueError(f"plan_recording: activity {label!r} at segment {len(segments)} is unknown or "
                              f"impossible {'seated' if seated else 'standing'}")

@@ -29,8 +29,8 @@ class Scene:
     light: np.ndarray  # (3,) unit vector towards the light
     brightness: float  # exposure factor applied to the whole frame
     kinds: np.ndarray  # (K,) int: 0 box, 1 vertical cylinder, 2 sphere
-    geom: np.ndarray  # (K, 6) box: x0, y0, z0, x1, y1, z1 (in the frame turned by yaw); cylinder: cx, cy, r, z0, z1,
-    #                   0; sphere: cx, cy, cz, r, 0, 0. Heights are above the floor under the person (steps: the world's)
+    geom: np.ndarray  # (K, 6) box: x0, y0, z0, x1, y1, z1 (in the frame turned by yaw); cylinder: cx, cy, r, z0,
+    #                   z1, 0; sphere: cx, cy, cz, r, 0, 0. Heights: above the floor under the person (steps: world's)
     colors: np.ndarray  # (K, 3) RGB in [0, 1]
     patterns: np.ndarray  # (K,) int: 0 plain, 1 facade with windows, 2 self-lit (lamps)
     yaw: np.ndarray  # (K,) boxes: their frame is the world's turned by yaw about z [rad]; 0 = axis-aligned
@@ -77,7 +77,10 @@ def add_primitives(scene, prims):
     fields default to an axis-aligned object that always exists."""
     full = [tuple(q) + (0.0, _OBJECT, (-np.inf, np.inf))[len(q) - 4:] for q in prims]
     kinds, geom, colors, patterns, yaw, parts, active = (list(c) for c in zip(*full)) if full else [[]] * 7
-    cat = lambda old, new, dtype: np.concatenate([old, np.array(new, dtype).reshape((-1,) + old.shape[1:])])  # noqa: E731
+
+    def cat(old, new, dtype):
+        return np.concatenate([old, np.array(new, dtype).reshape((-1,) + old.shape[1:])])
+
     return replace(scene, kinds=cat(scene.kinds, kinds, int), geom=cat(scene.geom, geom, float),
                    colors=cat(scene.colors, colors, float), patterns=cat(scene.patterns, patterns, int),
                    yaw=cat(scene.yaw, yaw, float), parts=cat(scene.parts, parts, int),
@@ -168,7 +171,7 @@ def place_objects(scene, plan, traj, rng):
     walked = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
     clock = walked / 3.0 + t / 3.0
     spread = {"park": (1.0, 10.0), "kitchen": (0.6, 4.0), "street": (1.0, 6.0)}[scene.kind]
-    anchors = [(a, (0, 2 * np.pi), spread) for a in np.searchsorted(clock, np.arange(np.ceil(clock[-1])))]
+    anchors = [(a, (0, 2 * np.pi), spread, 3) for a in np.searchsorted(clock, np.arange(np.ceil(clock[-1])))]
     clear = np.full(len(t), 0.8)
     for s in plan.segments:
         inside = (t >= s.start) & (t < s.end)
@@ -176,12 +179,13 @@ def place_objects(scene, plan, traj, rng):
             clear[inside] = 3.0
         if s.label == "looking around":
             a = int(np.flatnonzero(inside)[len(np.flatnonzero(inside)) // 2])
-            sweep = (traj.heading[a * sub] - s.p["yaw_amp"], traj.heading[a * sub] + s.p["yaw_amp"])
-            anchors += [(a, sweep, (1.5, 5.0))] * 3
+            seen = s.p["yaw_amp"] + 0.6  # the sweep, widened by most of the half field of view
+            sweep = (traj.heading[a * sub] - seen, traj.heading[a * sub] + seen)
+            anchors += [(a, sweep, (1.5, 5.0), 10)] * 3  # ten tries: the path often goes on ahead
     path, clear = xy[::5], clear[::5]  # 2 Hz, enough for the clearance test
     prims = []
-    for a, angles, dists in anchors:
-        for _ in range(3):
+    for a, angles, dists, tries in anchors:
+        for _ in range(tries):
             parts, radius = _random_object(scene.kind, scene.ceiling, rng)
             angle, dist = rng.uniform(*angles), radius + rng.uniform(*dists)
             c = xy[a] + dist * np.array([np.cos(angle), np.sin(angle)])
@@ -307,7 +311,8 @@ def _bounding_spheres(scene):
     box, cyl = k == _BOX, k == _CYLINDER
     centre[box], radius[box] = (g[box, :3] + g[box, 3:]) / 2, np.linalg.norm(g[box, 3:] - g[box, :3], axis=1) / 2
     cy, sy = np.cos(scene.yaw[box]), np.sin(scene.yaw[box])  # turned frame -> world
-    centre[box, 0], centre[box, 1] = cy * centre[box, 0] - sy * centre[box, 1], sy * centre[box, 0] + cy * centre[box, 1]
+    x, y = centre[box, 0].copy(), centre[box, 1].copy()
+    centre[box, 0], centre[box, 1] = cy * x - sy * y, sy * x + cy * y
     centre[cyl] = np.stack([g[cyl, 0], g[cyl, 1], (g[cyl, 3] + g[cyl, 4]) / 2], axis=1)
     radius[cyl] = np.hypot(g[cyl, 2], (g[cyl, 4] - g[cyl, 3]) / 2)
     return centre, radius
