@@ -10,7 +10,12 @@ does. It plays the part clip_vendor/ plays for OpenAI's CLIP package: data.py on
   - world/motion.py: the head trajectory on a 1 kHz grid (C2 blends between segments) and the sensor physics:
     acc = R^T (a_world - g_world) + bias + noise, gyro = vee(R^T dR/dt) + bias + noise, sampled at 200 Hz.
   - world/scenes.py: park, kitchen and street scenes with objects along the path, ray-cast at 10 fps by a
-    90-degree pinhole camera in the IMU's frame.
+    90-degree pinhole camera in the IMU's frame, and blurred by the head's rotation during the exposure.
+
+The camera sees what the body does, as a head-worn camera would, with no marker in the image: a climb happens
+on rendered steps, with the gaze down on them; a sitting down ends on a bench or chair that the person walked
+to and turned round to, with the gaze on the lap (the legs are in view); looking around sweeps over things
+placed in its view; running keeps to open paths. All of it is built from the same trajectory as the IMU.
   - world/preview.py: the picture of a recording (any recording, not only synthetic ones).
 
 Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES.

@@ -1,10 +1,12 @@
 """Scenes and the camera: a park, a kitchen or a street, objects along the walked path, and a ray-caster.
 
-Owns what the head-worn camera sees in the synthetic world (the stand-in for Ego4D/Aria video, paper section
-4.1): a 90-degree pinhole camera in the IMU's frame (x right, y down, z forward) ray-casts, in vectorised NumPy,
-a textured floor, sky or ceiling, and boxes, cylinders and spheres. Frames are stored small (48x48 by default);
-CLIP preprocessing upscales them. Nothing to run here: `python data.py synth --out DIR` uses it and
-`python data.py show REC --out PNG` draws its frames (see world/__init__.py).
+Owns what the head-worn camera sees in the synthetic world (the stand-in for Ego4D/Aria video, paper section 4.1):
+a 90-degree pinhole camera in the IMU's frame (x right, y down, z forward) ray-casts, in vectorised NumPy, a
+textured floor, sky or ceiling, and boxes, cylinders and spheres; the places of the activities (stairs under a
+climb, a seat and the sitter's legs, things in a looking-around sweep) are built from the trajectory, and the
+head's rotation blurs each exposure. Frames are stored small (48x48 by default); CLIP preprocessing upscales them.
+Nothing to run here: `python data.py synth --out DIR` uses it and `python data.py show REC --out PNG` draws its
+frames (see world/__init__.py).
 """
 from dataclasses import dataclass, replace
 
