@@ -202,9 +202,10 @@ def furnish(scene, plan, traj, rng):
     """The places of the activities, built from the trajectory itself: the steps of every stair climb (one
     tread per stride, its top at the floor height the stride ends on), the seat of every sitting down (right
     behind the person, who walked to it and turned round), and the sitter's legs while seated."""
-    rate, prims = 1.0 / (traj.t[1] - traj.t[0]), []
-    at = lambda sec: min(int(round(sec * rate)), len(traj.t) - 1)  # noqa: E731  (grid index of a time)
-    segs = plan.segments
+    def at(sec):  # grid index of a time
+        return min(int(round(sec / (traj.t[1] - traj.t[0]))), len(traj.t) - 1)
+
+    segs, prims = plan.segments, []
     for i, s in enumerate(segs):
         shown = (segs[i - 1].start if i else 0.0, segs[i + 1].end if i + 1 < len(segs) else plan.duration)
         if s.label == "climbing stairs":  # the climb rate blends out within 1 s of the next segment
@@ -224,9 +225,9 @@ def furnish(scene, plan, traj, rng):
         h, c = traj.heading[k], traj.p[k, :2]
         fwd, left = np.array([np.cos(h), np.sin(h)]), np.array([-np.sin(h), np.cos(h)])
         width = 0.48 if scene.kind == "kitchen" else rng.uniform(1.2, 1.8)  # chair or bench
-        prims += [(_BOX, _turned_box(c - 0.12 * fwd, h, 0.45, width, 0.0, 0.45), _SEAT_COLORS[scene.kind], _PLAIN,
-                   h, _SEAT), (_BOX, _turned_box(c - 0.37 * fwd, h, 0.06, width, 0.45, 0.9), _SEAT_COLORS[scene.kind],
-                               _PLAIN, h, _SEAT)]
+        wood = _SEAT_COLORS[scene.kind]
+        prims += [(_BOX, _turned_box(c - 0.12 * fwd, h, 0.45, width, 0.0, 0.45), wood, _PLAIN, h, _SEAT),  # seat
+                  (_BOX, _turned_box(c - 0.37 * fwd, h, 0.06, width, 0.45, 0.9), wood, _PLAIN, h, _SEAT)]  # back
         j = k + int(np.argmax(traj.seated[k:] >= 0.95))  # fully seated from here: the legs are in view
         up = np.flatnonzero(traj.seated[j:] < 0.95)
         legs = (traj.t[j], traj.t[j + up[0]] if up.size else plan.duration)
