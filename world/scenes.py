@@ -324,7 +324,7 @@ def _bounding_spheres(scene):
 def _screen_rects(scene, pos, R, f, width, height, t, floor):
     """For every (frame, primitive): the pixel rectangle [u0, u1) x [v0, v1) that holds its bounding sphere's
     silhouette, and whether it is on screen at all. Rays outside it cannot hit the primitive, so only these
-    pixels are ray-cast (at 48x48 px this is ~10x faster than testing every pixel against every primitive)."""
+    pixels are ray-cast: on the default dataset, about 2% of all (pixel, primitive) pairs."""
     c, r = _bounding_spheres(scene)
     rel = c[None] - pos[:, None]  # (F, K, 3)
     rel[..., 2] -= floor[:, None] * (scene.parts == _STEP)  # steps have the world's heights
