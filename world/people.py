@@ -50,7 +50,7 @@ def _sample_person(rng):
         "walk_speed_mps": _u(rng, 1.2, 1.6), "walk_step_hz": _u(rng, 1.6, 2.1), "walk_bob_m": _u(rng, 0.012, 0.025),
         "sway_m": _u(rng, 0.01, 0.03), "run_speed_mps": _u(rng, 2.5, 4.0), "run_step_hz": _u(rng, 2.5, 3.0),
         "run_bob_m": _u(rng, 0.03, 0.05), "sit_drop_m": _u(rng, 0.4, 0.6), "sit_sec": _u(rng, 1.0, 2.0),
-        "pitch_habit_rad": _u(rng, -0.14, 0.0), "seated_gaze_rad": _u(rng, -0.75, -0.45),
+        "pitch_habit_rad": _u(rng, -0.14, 0.0), "seated_gaze_rad": _u(rng, -1.05, -0.8),
         "micro_sway_m": _u(rng, 0.002, 0.006),
         "micro_sway_rad": _u(rng, 0.004, 0.015),
     }
@@ -117,7 +117,7 @@ def _sample_segment(rng, label, start, person, seated, level):
         step_hz = _u(rng, 1.5, 1.9)
         p.update(speed=_u(rng, 0.45, 0.7), step_hz=step_hz, bob=_u(rng, 0.015, 0.025), sway=P["sway_m"],
                  climb=round((1 if up else -1) * _u(rng, 0.15, 0.18) * step_hz, 4),
-                 pitch=round(P["pitch_habit_rad"] - (_u(rng, 0.25, 0.4) if up else _u(rng, 0.35, 0.5)), 4))
+                 pitch=round(P["pitch_habit_rad"] - (_u(rng, 0.45, 0.65) if up else _u(rng, 0.55, 0.75)), 4))
     else:
         raise ValueError(f"unknown activity {label!r}")
     return dur, p

@@ -215,7 +215,7 @@ def furnish(scene, plan, traj, rng):
                 d = traj.p[b, :2] - traj.p[a, :2]
                 if abs(traj.floor[b] - traj.floor[a]) > 0.01:
                     yaw = float(np.arctan2(d[1], d[0]))
-                    box = _turned_box((traj.p[a, :2] + traj.p[b, :2]) / 2, yaw, np.hypot(*d) + 0.03, 1.3,
+                    box = _turned_box((traj.p[a, :2] + traj.p[b, :2]) / 2, yaw, np.hypot(*d) + 0.03, 1.6,
                                       traj.floor[b] - 0.4, traj.floor[b])  # a 0.4 m thick slab
                     prims.append((_BOX, box, _STAIR_COLORS[scene.kind], _PLAIN, yaw, _STEP, shown))
     sits = [0.0] * plan.start_seated + [s.p["t_transition"] for s in segs if s.label == "sitting down"]
