@@ -20,7 +20,7 @@ It prints one JSON object (and writes it to --out). Figures:
 - quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm.
 - world (--world, alone): can the default dataset's video be told from the body's activity? On the test split,
   with the offline ViT-B/32: the IMU->video MRR of oracles that predict a window's frame embedding as the mean
-  training embedding of its activity, its scene or its recording, next to the exact chance of the protocol;
+  training embedding of its activity, its scene, both, or its recording, next to the exact chance of the protocol;
   then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
   --task probe (mean and spread of IMU->video MRR, text->IMU MRR, probe accuracy).
 """
@@ -199,8 +199,9 @@ def bench_world(cfg: BenchConfig, work: Path) -> dict:
     train, test = (data.WindowDataset(root, split, data.WindowConfig(), clip) for split in ("train", "test"))
     groups = group_ids(test.video_emb)  # windows that share their frame are all right (evaluate.py's protocol)
     report = {"test_windows": len(test), "chance_mrr": round(exact_chance_mrr(groups), 4), "oracle_mrr": {}}
-    keys = {"activity": (train.labels, test.labels),
-            "scene": tuple([r.split("_", 1)[-1] for r in ds.recording_ids] for ds in (train, test))}  # syn007_street
+    scenes = [np.array([r.split("_", 1)[-1] for r in ds.recording_ids]) for ds in (train, test)]  # syn007_street
+    keys = {"activity": (train.labels, test.labels), "scene": scenes,
+            "activity_in_scene": [np.char.add(s, ds.labels.astype(str)) for s, ds in zip(scenes, (train, test))]}
     for name, (k_train, k_test) in keys.items():
         k_train, k_test = np.asarray(k_train), np.asarray(k_test)
         means = {k: train.video_emb[k_train == k].mean(axis=0) for k in set(k_train.tolist())}
