@@ -23,7 +23,7 @@ docstring) and writes its recordings through write_recording; data.py imports it
     python data.py show data/synthetic/syn000_park --out preview.png   (any recording)
 
 default_dataset() (what train.py uses without --data) generates world's default dataset when it is missing:
-48 recordings x 2 min at 48x48 px, about 440 MB, in about 20 s on 2 idle cores.
+48 recordings x 2 min at 48x48 px, about 440 MB, in about 25 s on 2 idle cores.
 
 Windows and the embedding cache (section 2; paper section 3 and its note on pre-processing every medium into
 equal-length parallel windows). A window is [t - w/2, t + w/2] around a narration (default w = 5 s), or a

@@ -6,6 +6,7 @@ Not collected by pytest (its name does not start with test_). Run from the repos
     python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
     python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
     python tests/benchmark.py --results          # only the README's results tables (about 30 minutes, 2 cores)
+    python tests/benchmark.py --world            # only the world's IMU<->video figures (below), ~1 h on 2 cores
 
 It prints one JSON object (and writes it to --out). Figures:
 - clip: ViT-B/32 images/s and texts/s through FrozenCLIP at batch 32. Speed does not depend on the
@@ -25,6 +26,11 @@ checkpoint with the same seed, and the script prints markdown tables of mean +- 
 exact chance of every row (retrieval, transitivity, activity recognition, label efficiency). The raw numbers and
 the time of every run go to --out. A smoke run on a small dataset:
 `--results --results-data DIR --results-epochs 1 --results-steps 20 --clip tiny`.
+- world (--world, alone): can the default dataset's video be told from the body's activity? On the test split,
+  with the offline ViT-B/32: the IMU->video MRR of oracles that predict a window's frame embedding as the mean
+  training embedding of its activity, its scene, both, or its recording, next to the exact chance of the protocol;
+  then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
+  --task probe (mean and spread of IMU->video MRR, text->IMU MRR, probe accuracy).
 """
 import argparse
 import json
@@ -71,6 +77,10 @@ class BenchConfig:
     results_epochs: int = data.flag(0, "--results: training epochs; 0 = train.py's default")
     results_steps: int = data.flag(0, "--results: classifier steps of evaluate.py; 0 = its default")
     results_fractions: tuple = data.flag((0.05, 0.2, 1.0), "--results: label fractions of the main model's curve")
+    world: bool = data.flag(False, "only the world figures: oracles and trained IMU->video over seeds")
+    world_data: str = data.flag("", "dataset for --world ('' = generate the default one in the work dir)")
+    world_seeds: int = data.flag(3, "training seeds for --world")
+    world_epochs: int = data.flag(10, "train.py --epochs for --world")
 
 
 def parse_args(argv=None) -> BenchConfig:
@@ -176,6 +186,47 @@ print(json.dumps({{"pool": n, "seconds": round(seconds, 1), "peak_rss_mb": round
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_world(cfg: BenchConfig, work: Path) -> dict:
+    """Oracle and trained IMU->video MRR on the test split of the default dataset (see the module docstring)."""
+    from evaluate import chance_metrics, group_ids, rank_metrics, retrieval_ranks, right_counts
+    root = Path(cfg.world_data) if cfg.world_data else work / "world-data"
+    if not cfg.world_data:
+        world.synthesize(root, world.SynthConfig())
+    clip = clip_vendor.FrozenCLIP(cfg.clip)
+    train, test = (data.WindowDataset(root, split, data.WindowConfig(), clip) for split in ("train", "test"))
+    groups = group_ids(test.video_emb)  # windows that share their frame are all right (evaluate.py's protocol)
+    report = {"test_windows": len(test), "chance_mrr": round(chance_metrics(right_counts(groups, groups), len(groups))["MRR"], 4), "oracle_mrr": {}}
+    scenes = [np.array([r.split("_", 1)[-1] for r in ds.recording_ids]) for ds in (train, test)]  # syn007_street
+    keys = {"activity": (train.labels, test.labels), "scene": scenes,
+            "activity_in_scene": [np.char.add(s, ds.labels.astype(str)) for s, ds in zip(scenes, (train, test))]}
+    for name, (k_train, k_test) in keys.items():
+        k_train, k_test = np.asarray(k_train), np.asarray(k_test)
+        means = {k: train.video_emb[k_train == k].mean(axis=0) for k in set(k_train.tolist())}
+        queries = np.stack([means[k] for k in k_test.tolist()])  # (N, D) predicted frame embeddings
+        ranks = retrieval_ranks(queries, test.video_emb, groups, groups)  # (N,)
+        report["oracle_mrr"][name] = round(rank_metrics(ranks)["MRR"], 4)
+    rec = np.asarray(test.recording_ids)  # test recordings are not in train: the mean of its other test windows
+    same = (rec[:, None] == rec[None]) & ~np.eye(len(rec), dtype=bool)  # (N, N)
+    queries = same @ test.video_emb / np.maximum(same.sum(axis=1, keepdims=True), 1)
+    ranks = retrieval_ranks(queries, test.video_emb, groups, groups)
+    report["oracle_mrr"]["recording"] = round(rank_metrics(ranks)["MRR"], 4)
+    runs = []
+    for seed in range(cfg.world_seeds):
+        run = work / f"world-run-s{seed}"
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--modalities", "imu,video", "--data", str(root),
+                        "--out", str(run), "--seed", str(seed), "--epochs", str(cfg.world_epochs)], check=True,
+                       stdout=subprocess.DEVNULL)
+        scores = {}
+        for task in ("retrieval", "probe"):
+            subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--task", task, "--checkpoint",
+                            str(run / "best.pt"), "--out", str(run / f"eval-{task}")], check=True,
+                           stdout=subprocess.DEVNULL)
+            scores[task] = json.loads((run / f"eval-{task}" / "metrics.json").read_text())
+        runs.append(scores)
+    report["trained"] = {"seeds": cfg.world_seeds, "epochs": cfg.world_epochs, "runs": runs}
+    return report
 
 
 def bench_quickstart(work: Path) -> dict:
@@ -295,7 +346,9 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
         steps = [("clip", lambda: bench_clip(cfg)), ("synth", lambda: bench_synth(work)),
                  ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg))]
-        if not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
+        if cfg.world:
+            steps = [("world", lambda: bench_world(cfg, work))]
+        elif not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
             steps += [("quickstart", lambda: bench_quickstart(work)),
                       ("data_path", lambda: bench_data_path(work / "quickstart-data", cfg.clip))]
         else:

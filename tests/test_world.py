@@ -40,11 +40,18 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tour():
     """One recording that goes through every activity, with its ground truth, sensed at the IMU rate."""
-    plan, traj, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
+    plan, traj, scene, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
     step = int(round(CFG.sim_rate_hz / CFG.imu_rate_hz))
     k = np.arange(len(rec["imu"])) * step  # IMU samples on the dense grid
     bias = np.array(rec["meta"]["imu_bias"]["acc"] + rec["meta"]["imu_bias"]["gyro"])
     return plan, rec, rec["imu"] - bias, traj.p[k], traj.v[k], traj.R[k]
+
+
+@pytest.fixture(scope="module")
+def tour_world():
+    """The same tour with its full trajectory and scene."""
+    plan, traj, scene, rec = world.synthesize_recording(CFG, 0, activities=TOUR)
+    return plan, traj, scene, rec
 
 
 def _segment(plan, label):
@@ -138,9 +145,8 @@ def test_horizon_row_follows_pitch_and_roll():
 
 
 def test_yaw_pans_and_walking_forward_enlarges_an_object():
-    pillar = replace(scenes.make_scene("street"), fog_max=0.0, kinds=np.array([1]),
-                     geom=np.array([[10.0, 0.0, 1.0, 0.0, 3.0, 0.0]]), colors=np.array([[1.0, 0.0, 0.0]]),
-                     patterns=np.array([2]))
+    pillar = scenes.add_primitives(replace(scenes.make_scene("street"), fog_max=0.0),
+                                   [(1, (10.0, 0.0, 1.0, 0.0, 3.0, 0.0), (1.0, 0.0, 0.0), 2)])  # a lit cylinder
     size, f = 96, 48
 
     def columns(frame):
@@ -342,3 +348,110 @@ def test_synth_cli_writes_a_readable_dataset(tmp_path):
 def test_data_reads_recordings_without_importing_the_world():
     code = "import sys, data; assert 'world' not in sys.modules and not hasattr(data, 'SynthConfig')"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+
+# --------------------------------------------------------------------------------------
+# The view follows the activity: places, gaze and blur come from the same trajectory as the IMU
+# --------------------------------------------------------------------------------------
+
+
+def _hold(plan, traj, s, margin=1.2):
+    """Grid indices of segment s without its blends at either end."""
+    return np.flatnonzero((traj.t > s.start + margin) & (traj.t < s.end - margin))
+
+
+def _pitch(traj):
+    return np.arcsin(np.clip(traj.R[:, 2, 2], -1, 1))  # elevation of the camera's forward axis
+
+
+def _without(scene, part):
+    keep = scene.parts != part
+    return replace(scene, **{k: getattr(scene, k)[keep] for k in ("kinds", "geom", "colors", "patterns", "yaw",
+                                                                    "parts", "active")})
+
+
+def _frames_at(scene, traj, idx, size=32):
+    pos = traj.p[idx] - np.stack([0 * idx, 0 * idx, traj.floor[idx]], axis=1)
+    return scenes.render_frames(scene, pos, traj.R[idx], size, size, 90.0, traj.t[idx], traj.floor[idx]).astype(int)
+
+
+def test_gaze_pitch_of_each_activity_follows_the_plan(tour_world):
+    plan, traj, scene, rec = tour_world
+    pitch = _pitch(traj)
+    for s in plan.segments:
+        if s.label in ("walking", "running", "standing still", "climbing stairs"):
+            assert abs(pitch[_hold(plan, traj, s)].mean() - s.p["pitch"]) < 0.03, s.label
+    seated = np.flatnonzero(traj.seated > 0.999)
+    gaze = plan.person["seated_gaze_rad"]
+    assert abs(pitch[seated].mean() - (_segment(plan, "sitting down").p["pitch"] + gaze)) < 0.06  # at the lap
+    climb, walk = _segment(plan, "climbing stairs"), _segment(plan, "walking")
+    assert pitch[_hold(plan, traj, climb)].mean() < pitch[_hold(plan, traj, walk)].mean() - 0.1  # at the steps
+
+
+def test_climbers_stand_on_rendered_steps_that_fill_the_lower_view(tour_world):
+    plan, traj, scene, rec = tour_world
+    s = _segment(plan, "climbing stairs")
+    steps = np.flatnonzero(scene.parts == 1)
+    assert len(steps) >= 5
+    idx = _hold(plan, traj, s)[::50]  # at the full climb rate
+    for i in idx:  # one tread under the person, its top within a riser of the floor the IMU's trajectory is on
+        g, c, sn = scene.geom[steps], np.cos(scene.yaw[steps]), np.sin(scene.yaw[steps])
+        u, v = c * traj.p[i, 0] + sn * traj.p[i, 1], c * traj.p[i, 1] - sn * traj.p[i, 0]
+        under = (u >= g[:, 0]) & (u <= g[:, 3]) & (v >= g[:, 1]) & (v <= g[:, 4])
+        assert np.any(under & (np.abs(g[:, 5] - traj.floor[i]) < 0.2)), traj.t[i]
+    with_steps, without = _frames_at(scene, traj, idx), _frames_at(_without(scene, 1), traj, idx)
+    changed = (with_steps != without).any(axis=-1)[:, 16:]  # (frames, lower half rows, columns)
+    assert changed.mean() > 0.25 and changed[:, :, 12:20].mean() > 0.6  # looking down: the flight, in the middle
+
+
+def test_seated_segments_happen_at_a_seat_walked_to_with_the_legs_in_view(tour_world):
+    plan, traj, scene, rec = tour_world
+    s = _segment(plan, "sitting down")
+    seats = np.flatnonzero(scene.parts == 2)
+    k = np.flatnonzero(traj.seated > 0.999)[0]
+    c, sn = np.cos(scene.yaw[seats]), np.sin(scene.yaw[seats])
+    g = scene.geom[seats]
+    centres = np.stack([c * (g[:, 0] + g[:, 3]) / 2 - sn * (g[:, 1] + g[:, 4]) / 2,
+                        sn * (g[:, 0] + g[:, 3]) / 2 + c * (g[:, 1] + g[:, 4]) / 2], axis=1)
+    reach = np.linalg.norm(centres - traj.p[k, :2], axis=1)
+    assert reach.min() < 0.5 and traj.p[k, 2] - g[reach.argmin(), 5] > 0.4  # sitting on it, head above it
+    start = int(s.start * CFG.sim_rate_hz)
+    ahead = centres[reach.argmin()] - traj.p[start, :2]  # the approach walked towards it ...
+    assert np.cos(np.arctan2(ahead[1], ahead[0]) - traj.heading[start]) > 0.9
+    turned = traj.heading[k] - traj.heading[start]  # ... and turned round to sit on it
+    assert abs(np.cos(turned) + 1) < 0.05
+    idx = np.flatnonzero(traj.seated > 0.999)[::200]
+    legs, no_legs = _frames_at(scene, traj, idx), _frames_at(_without(scene, 3), traj, idx)
+    assert (legs != no_legs).any(axis=-1)[:, 16:].mean() > 0.05  # the lap, in the lower half
+
+
+def test_running_paths_are_open_and_looking_around_has_things_to_look_at(tour_world):
+    plan, traj, scene, rec = tour_world
+    objects = np.flatnonzero(scene.parts == 0)
+    centres = scenes._bounding_spheres(scene)[0][objects, :2]
+    run = traj.p[_hold(plan, traj, _segment(plan, "running"), margin=0.0)[::100], :2]
+    assert np.linalg.norm(run[:, None] - centres[None], axis=2).min() > 3.0
+    look = _segment(plan, "looking around")
+    i = _hold(plan, traj, look)[len(_hold(plan, traj, look)) // 2]
+    rel = centres - traj.p[i, :2]
+    bearing = np.angle(np.exp(1j * (np.arctan2(rel[:, 1], rel[:, 0]) - traj.heading[i])))
+    in_view = np.abs(bearing) < look.p["yaw_amp"] + np.pi / 4  # at some point of the sweep
+    assert np.sum((np.linalg.norm(rel, axis=1) < 8) & in_view) >= 2
+
+
+def test_motion_blur_grows_with_the_gyro_rate_along_the_image_flow():
+    H = W = 32
+    line = np.zeros((1, H, W, 3), np.uint8)
+    line[:, :, 16] = 255  # a vertical line: only a horizontal flow can smear it
+    spread = []
+    for rate in (0.0, 2.0, 4.0, 8.0):  # yaw about the camera's y (down) axis: the image flows sideways
+        out = scenes.motion_blur(line, np.array([[0.0, rate, 0.0]]), 0.05, 90.0)
+        profile = out[0, H // 2, :, 0].astype(float)
+        assert abs(profile.sum() - 255) <= 3  # the light is spread, not lost
+        spread.append(np.sum(profile * (np.arange(W) - 16) ** 2) / profile.sum())  # px^2
+        length = 16 * rate * 0.05  # f * |omega| * exposure: how far the image moved while the shutter was open
+        assert spread[-1] <= (length / 2 + 0.5) ** 2
+        pitched = scenes.motion_blur(line, np.array([[rate, 0.0, 0.0]]), 0.05, 90.0)  # flows up or down
+        assert np.array_equal(pitched, line)
+    assert spread[0] == 0 and spread[0] < spread[1] < spread[2] < spread[3]

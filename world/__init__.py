@@ -10,7 +10,12 @@ does. It plays the part clip_vendor/ plays for OpenAI's CLIP package: data.py on
   - world/motion.py: the head trajectory on a 1 kHz grid (C2 blends between segments) and the sensor physics:
     acc = R^T (a_world - g_world) + bias + noise, gyro = vee(R^T dR/dt) + bias + noise, sampled at 200 Hz.
   - world/scenes.py: park, kitchen and street scenes with objects along the path, ray-cast at 10 fps by a
-    90-degree pinhole camera in the IMU's frame.
+    90-degree pinhole camera in the IMU's frame, and blurred by the head's rotation during the exposure.
+
+The camera sees what the body does, as a head-worn camera would, with no marker in the image: a climb happens
+on rendered steps, with the gaze down on them; a sitting down ends on a bench or chair that the person walked
+to and turned round to, with the gaze on the lap (the legs are in view); looking around sweeps over things
+placed in its view; running keeps to open paths. All of it is built from the same trajectory as the IMU.
   - world/preview.py: the picture of a recording (any recording, not only synthetic ones).
 
 Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES.
@@ -30,9 +35,9 @@ import numpy as np
 
 import data
 from data import flag
-from world.motion import head_trajectory, imu_from_trajectory
+from world.motion import angular_velocity, head_trajectory, imu_from_trajectory
 from world.people import plan_recording
-from world.scenes import SCENES, make_scene, place_objects, render_frames
+from world.scenes import SCENES, furnish, make_scene, motion_blur, place_objects, render_frames
 
 
 @dataclass
@@ -44,6 +49,7 @@ class SynthConfig:
     width: int = flag(48, "stored frame width [px] (CLIP preprocessing upscales)")
     height: int = flag(48, "stored frame height [px]")
     fov_deg: float = flag(90.0, "horizontal field of view of the pinhole camera")
+    exposure_sec: float = flag(0.05, "shutter time: the head's rotation during it blurs the frame (0 = sharp)")
     video_fps: float = flag(10.0, "video frame rate")
     imu_rate_hz: float = flag(200.0, "IMU sample rate")
     sim_rate_hz: float = flag(1000.0, "rate of the simulated head trajectory; a multiple of the IMU and video rates")
@@ -69,6 +75,8 @@ class SynthConfig:
             ratio = self.sim_rate_hz / rate if rate > 0 else 0.5
             if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
                 bad.append(f"sim_rate_hz ({self.sim_rate_hz}) must be a positive multiple of {rate}")
+        if not 0 <= self.exposure_sec * self.video_fps <= 1:
+            bad.append(f"exposure_sec must be in [0, 1 / video_fps] (got {self.exposure_sec})")
         if min(self.acc_noise, self.gyro_noise, self.acc_bias, self.gyro_bias) < 0:
             bad.append("noise and bias std must be >= 0")
         unknown = [s for s in self.scenes if s not in SCENES]
@@ -81,9 +89,11 @@ class SynthConfig:
 
 
 def synthesize_recording(cfg, index, activities=None):
-    """Recording `index` of the synthetic world, in memory: (plan, trajectory, write_recording keyword args).
+    """Recording `index` of the synthetic world, in memory: (plan, trajectory, scene, write_recording keyword args).
 
-    Three random streams, all from (seed, index): the plan, the objects and palette, the IMU noise.
+    Three random streams, all from (seed, index): the plan, the objects and palette, the IMU noise. The frames
+    see the places of the activities (world/scenes.py furnish) and are blurred by the same head rotation that
+    the gyroscope measures.
     `activities` forces the segment sequence (see plan_recording)."""
     plan = plan_recording(cfg, index, activities)
     traj = head_trajectory(plan, cfg.sim_rate_hz)
@@ -92,11 +102,12 @@ def synthesize_recording(cfg, index, activities=None):
     imu = np.concatenate([acc, gyro], axis=1) + plan.imu_bias  # (N, 6)
     imu += noise.normal(size=imu.shape) * np.repeat([cfg.acc_noise, cfg.gyro_noise], 3)
     scene_rng = np.random.default_rng([cfg.seed, index, 2])
-    scene = place_objects(make_scene(plan.scene, scene_rng), traj, scene_rng)
+    scene = furnish(place_objects(make_scene(plan.scene, scene_rng), plan, traj, scene_rng), plan, traj, scene_rng)
     frames_t = np.arange(int(round(plan.duration * cfg.video_fps))) / cfg.video_fps  # (F,)
     k = np.round(frames_t * cfg.sim_rate_hz).astype(int)  # frame times on the dense grid
     cam_pos = traj.p[k] - np.stack([np.zeros_like(k), np.zeros_like(k), traj.floor[k]], axis=1)  # z above the floor
-    frames = render_frames(scene, cam_pos, traj.R[k], cfg.width, cfg.height, cfg.fov_deg)
+    frames = render_frames(scene, cam_pos, traj.R[k], cfg.width, cfg.height, cfg.fov_deg, frames_t, traj.floor[k])
+    frames = motion_blur(frames, angular_velocity(traj, k), cfg.exposure_sec, cfg.fov_deg)  # (F, H, W, 3)
     meta = {
         "source": "synthetic", "imu_rate_hz": float(cfg.imu_rate_hz), "video_fps": float(cfg.video_fps),
         "duration_sec": plan.duration, "imu_frame": data.IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
@@ -111,7 +122,7 @@ def synthesize_recording(cfg, index, activities=None):
     segments = [{"start": s.start, "end": s.end, "label": s.label} for s in plan.segments]
     record = dict(imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t, narrations=plan.narrations,
                   segments=segments, meta=meta)
-    return plan, traj, record
+    return plan, traj, scene, record
 
 
 def recording_name(plan):
@@ -121,7 +132,7 @@ def recording_name(plan):
 
 def _synthesize_one(job):
     cfg, index, out_dir = job
-    plan, _, record = synthesize_recording(cfg, index)
+    plan, _, _, record = synthesize_recording(cfg, index)
     return data.write_recording(Path(out_dir) / recording_name(plan), **record)
 
 

@@ -23,6 +23,9 @@ class Trajectory:
     a: np.ndarray  # (n, 3) acceleration [m/s^2], gravity not included
     R: np.ndarray  # (n, 3, 3) sensor -> world rotation; columns: sensor x (right), y (down), z (forward)
     floor: np.ndarray  # (n,) height of the floor under the person [m] (changes on stairs)
+    heading: np.ndarray  # (n,) direction of the body [rad] (0 = world +x, counter-clockwise)
+    phase: np.ndarray  # (n,) gait phase [rad]: a foot lands at every multiple of 2 pi
+    seated: np.ndarray  # (n,) 0 standing ... 1 seated
 
 
 def smootherstep(x):
@@ -66,15 +69,16 @@ def head_trajectory(plan, rate_hz=1000.0):
 
     Every segment sets targets (speed, turn rate, step rate, bob, sway, stair climb rate, base pitch) that are
     reached by C2 blends from the previous values, so position and orientation are smooth across segments.
-    Heading, gait phase and position are integrals of those tracks; sit/stand transitions move a posture track
-    with a forward head lean; looking around adds enveloped yaw/pitch sweeps; micro-sway is always on."""
+    Heading, gait phase and position are integrals of those tracks; sitting down turns the body round to the
+    seat, then sit/stand transitions move a posture track with a forward head lean; once seated the gaze drops
+    to the lap; looking around adds enveloped yaw/pitch sweeps (and lifts a seated gaze); micro-sway is always on."""
     n = int(round(plan.duration * rate_hz)) + 1
     t = np.arange(n) / rate_hz  # (n,)
     dt = 1.0 / rate_hz
     names = ("speed", "turn", "step_hz", "bob", "sway", "climb", "pitch")
     keys = {k: [] for k in names}
-    posture_keys = []
-    look_yaw, look_pitch, lean = np.zeros(n), np.zeros(n), np.zeros(n)
+    posture_keys, spin_keys, spun = [], [], 0.0
+    look_yaw, look_pitch, look_env, lean = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for s in plan.segments:
         blend = min(1.0, 0.4 * (s.end - s.start))
         for k in names:
@@ -85,17 +89,22 @@ def head_trajectory(plan, rate_hz=1000.0):
             posture_keys.append((s.p["t_transition"], s.p["transition_sec"], s.p["posture"]))
             u = np.clip((t[i0:i1] - s.p["t_transition"]) / s.p["transition_sec"], 0.0, 1.0)
             lean[i0:i1] -= s.p["lean"] * np.sin(np.pi * u) ** 2
+        if "spin" in s.p:  # turning round on the spot (180 degrees) to sit on the seat behind
+            spun += s.p["spin"]
+            spin_keys.append((s.p["t_spin"], s.p["spin_sec"], spun))
         if s.label == "looking around":
             env = smootherstep(tau) * smootherstep(s.end - s.start - tau)  # 1 s fade in and out
+            look_env[i0:i1] = env
             look_yaw[i0:i1] += env * s.p["yaw_amp"] * np.sin(2 * np.pi * tau / s.p["yaw_period"] + s.p["yaw_phase"])
             look_pitch[i0:i1] += env * s.p["pitch_amp"] * np.sin(
                 2 * np.pi * tau / s.p["pitch_period"] + s.p["pitch_phase"])
     track = {k: _blend_track(t, keys[k], plan.segments[0].p[k]) for k in names}
     posture = _blend_track(t, posture_keys, -plan.person["sit_drop_m"] if plan.start_seated else 0.0)
+    seated = posture / -plan.person["sit_drop_m"]  # (n,) 0 standing ... 1 seated
     amp, freq, phase0 = plan.micro  # (6, 3) each
     micro = (amp[..., None] * np.sin(2 * np.pi * freq[..., None] * t + phase0[..., None])).sum(axis=1)  # (6, n)
 
-    heading = plan.heading0 + _cumint(track["turn"], dt)  # direction of travel
+    heading = plan.heading0 + _cumint(track["turn"], dt) + _blend_track(t, spin_keys, 0.0)  # direction of travel
     phase = _cumint(2 * np.pi * track["step_hz"], dt)  # gait phase: one cycle per step
     side = track["sway"] * np.sin(phase / 2)  # lateral sway at half the step rate [m]
     x = _cumint(track["speed"] * np.cos(heading), dt) - np.sin(heading) * side + micro[0]
@@ -103,13 +112,14 @@ def head_trajectory(plan, rate_hz=1000.0):
     floor = _cumint(track["climb"] * (1 - np.cos(phase)), dt)  # stairs: the rise happens within each step
     z = floor + plan.person["eye_height_m"] + posture + track["bob"] * np.cos(phase) + micro[2]
     yaw = heading + look_yaw + 0.8 * side + micro[3]  # the head follows the sway a little (~1 deg)
-    pitch = track["pitch"] + look_pitch + lean + 0.4 * track["bob"] * np.sin(phase) + micro[4]
+    gaze = plan.person["seated_gaze_rad"] * seated * (1 - look_env)  # seated: at the lap, unless looking around
+    pitch = track["pitch"] + gaze + look_pitch + lean + 0.4 * track["bob"] * np.sin(phase) + micro[4]
     roll = 1.0 * side + micro[5]
 
     p = np.stack([x, y, z], axis=1)  # (n, 3)
     v = np.gradient(p, dt, axis=0, edge_order=2)  # (n, 3)
     a = np.gradient(v, dt, axis=0, edge_order=2)  # (n, 3)
-    return Trajectory(t, p, v, a, rotation(yaw, pitch, roll), floor)
+    return Trajectory(t, p, v, a, rotation(yaw, pitch, roll), floor, heading, phase, seated)
 
 
 def imu_from_trajectory(traj, rate_hz):
@@ -122,8 +132,11 @@ def imu_from_trajectory(traj, rate_hz):
     idx = np.arange(0, len(traj.t) - 1, int(round(1.0 / (rate_hz * dt))))  # (N,)
     R = traj.R[idx]  # (N, 3, 3)
     acc = np.einsum("nji,nj->ni", R, traj.a[idx] - GRAVITY_WORLD)  # (N, 3) in the sensor frame
-    R_dot = np.gradient(traj.R, dt, axis=0, edge_order=2)[idx]  # (N, 3, 3)
-    W = np.einsum("nji,njk->nik", R, R_dot)  # (N, 3, 3) skew-symmetric [omega]_x
-    gyro = 0.5 * np.stack([W[:, 2, 1] - W[:, 1, 2], W[:, 0, 2] - W[:, 2, 0], W[:, 1, 0] - W[:, 0, 1]], axis=1)
-    return traj.t[idx], acc, gyro
+    return traj.t[idx], acc, angular_velocity(traj, idx)
 
+
+def angular_velocity(traj, idx):
+    """The head's angular velocity in the sensor frame at grid points idx (N,): vee(R^T dR/dt), (N, 3) [rad/s]."""
+    R_dot = np.gradient(traj.R, traj.t[1] - traj.t[0], axis=0, edge_order=2)[idx]  # (N, 3, 3)
+    W = np.einsum("nji,njk->nik", traj.R[idx], R_dot)  # (N, 3, 3) skew-symmetric [omega]_x
+    return 0.5 * np.stack([W[:, 2, 1] - W[:, 1, 2], W[:, 0, 2] - W[:, 2, 0], W[:, 1, 0] - W[:, 0, 1]], axis=1)

@@ -50,7 +50,8 @@ def _sample_person(rng):
         "walk_speed_mps": _u(rng, 1.2, 1.6), "walk_step_hz": _u(rng, 1.6, 2.1), "walk_bob_m": _u(rng, 0.012, 0.025),
         "sway_m": _u(rng, 0.01, 0.03), "run_speed_mps": _u(rng, 2.5, 4.0), "run_step_hz": _u(rng, 2.5, 3.0),
         "run_bob_m": _u(rng, 0.03, 0.05), "sit_drop_m": _u(rng, 0.4, 0.6), "sit_sec": _u(rng, 1.0, 2.0),
-        "pitch_habit_rad": _u(rng, -0.14, 0.0), "micro_sway_m": _u(rng, 0.002, 0.006),
+        "pitch_habit_rad": _u(rng, -0.14, 0.0), "seated_gaze_rad": _u(rng, -1.05, -0.8),
+        "micro_sway_m": _u(rng, 0.002, 0.006),
         "micro_sway_rad": _u(rng, 0.004, 0.015),
     }
 
@@ -61,8 +62,10 @@ _NEXT_STANDING = {"walking": 0.28, "running": 0.10, "standing still": 0.13, "loo
 _NEXT_SEATED = {"standing up": 0.75, "looking around": 0.25}
 
 
-def _next_activity(rng, prev, seated, scene):
+def _next_activity(rng, prev, seated, scene, time_left):
     weights = dict(_NEXT_SEATED if seated else _NEXT_STANDING)
+    if time_left < 6.5:  # sitting down (stop, turn round, sit) needs 6 s
+        weights.pop("sitting down", None)
     if scene == "kitchen" and not seated:
         weights["running"] = 0.03
     if prev != "walking":
@@ -97,19 +100,24 @@ def _sample_segment(rng, label, start, person, seated, level):
         dur = _u(rng, 5, 14)
         p.update(yaw_amp=_u(rng, 0.5, 1.2), yaw_period=_u(rng, 2.5, 5.0), yaw_phase=_u(rng, 0, 2 * np.pi),
                  pitch_amp=_u(rng, 0.12, 0.35), pitch_period=_u(rng, 3.0, 6.0), pitch_phase=_u(rng, 0, 2 * np.pi))
-    elif label in ("sitting down", "standing up"):
+    elif label == "sitting down":  # stop (the speed blend takes <= 1 s), turn round to the seat, sit down
+        dur, t_spin, spin_sec = _u(rng, 6, 10), start + 1.0, _u(rng, 1.2, 1.6)
+        p.update(t_spin=t_spin, spin_sec=spin_sec, spin=round(float(rng.choice([-np.pi, np.pi])), 4),
+                 t_transition=round(t_spin + spin_sec + _u(rng, 0.2, 0.5), 4),
+                 transition_sec=round(P["sit_sec"] * _u(rng, 0.9, 1.1), 4), posture=-P["sit_drop_m"],
+                 lean=_u(rng, 0.25, 0.5))  # forward head pitch at mid-transition [rad]
+    elif label == "standing up":
         dur = _u(rng, 4, 9)
         p.update(t_transition=round(start + _u(rng, 0.8, 1.5), 4),
                  transition_sec=round(P["sit_sec"] * _u(rng, 0.9, 1.1), 4),
-                 posture=-P["sit_drop_m"] if label == "sitting down" else 0.0,
-                 lean=_u(rng, 0.25, 0.5))  # forward head pitch at mid-transition [rad]
+                 posture=0.0, lean=_u(rng, 0.25, 0.5))
     elif label == "climbing stairs":
         dur = _u(rng, 5, 12)
         up = level < 0.5 or (level < 5.0 and rng.random() < 0.5)
         step_hz = _u(rng, 1.5, 1.9)
         p.update(speed=_u(rng, 0.45, 0.7), step_hz=step_hz, bob=_u(rng, 0.015, 0.025), sway=P["sway_m"],
                  climb=round((1 if up else -1) * _u(rng, 0.15, 0.18) * step_hz, 4),
-                 pitch=round(P["pitch_habit_rad"] - (_u(rng, 0.25, 0.4) if up else _u(rng, 0.35, 0.5)), 4))
+                 pitch=round(P["pitch_habit_rad"] - (_u(rng, 0.45, 0.65) if up else _u(rng, 0.55, 0.75)), 4))
     else:
         raise ValueError(f"unknown activity {label!r}")
     return dur, p
@@ -132,7 +140,10 @@ def plan_recording(cfg, index, activities=None):
     heading0 = _u(rng, 0, 2 * np.pi)
     segments, t, level, prev = [], 0.0, 0.0, None
     while t < duration - 1e-9 and (activities is None or len(segments) < len(activities)):
-        label = _next_activity(rng, prev, seated, scene) if activities is None else activities[len(segments)]
+        if activities is None:
+            label = _next_activity(rng, prev, seated, scene, duration - t)
+        else:
+            label = activities[len(segments)]
         if label not in (_NEXT_SEATED if seated else [a for a in ACTIVITIES if a != "standing up"]):
             raise ValueError(f"plan_recording: activity {label!r} at segment {len(segments)} is unknown or "
                              f"impossible {'seated' if seated else 'standing'}")

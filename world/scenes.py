@@ -1,10 +1,12 @@
 """Scenes and the camera: a park, a kitchen or a street, objects along the walked path, and a ray-caster.
 
-Owns what the head-worn camera sees in the synthetic world (the stand-in for Ego4D/Aria video, paper section
-4.1): a 90-degree pinhole camera in the IMU's frame (x right, y down, z forward) ray-casts, in vectorised NumPy,
-a textured floor, sky or ceiling, and boxes, cylinders and spheres. Frames are stored small (48x48 by default);
-CLIP preprocessing upscales them. Nothing to run here: `python data.py synth --out DIR` uses it and
-`python data.py show REC --out PNG` draws its frames (see world/__init__.py).
+Owns what the head-worn camera sees in the synthetic world (the stand-in for Ego4D/Aria video, paper section 4.1):
+a 90-degree pinhole camera in the IMU's frame (x right, y down, z forward) ray-casts, in vectorised NumPy, a
+textured floor, sky or ceiling, and boxes, cylinders and spheres; the places of the activities (stairs under a
+climb, a seat and the sitter's legs, things in a looking-around sweep) are built from the trajectory, and the
+head's rotation blurs each exposure. Frames are stored small (48x48 by default); CLIP preprocessing upscales them.
+Nothing to run here: `python data.py synth --out DIR` uses it and `python data.py show REC --out PNG` draws its
+frames (see world/__init__.py).
 """
 from dataclasses import dataclass, replace
 
@@ -28,10 +30,14 @@ class Scene:
     fog_max: float  # fog opacity far away, in [0, 1]
     light: np.ndarray  # (3,) unit vector towards the light
     brightness: float  # exposure factor applied to the whole frame
-    kinds: np.ndarray  # (K,) int: 0 axis-aligned box, 1 vertical cylinder, 2 sphere
-    geom: np.ndarray  # (K, 6) box: x0, y0, z0, x1, y1, z1; cylinder: cx, cy, r, z0, z1, 0; sphere: cx, cy, cz, r, 0, 0
+    kinds: np.ndarray  # (K,) int: 0 box, 1 vertical cylinder, 2 sphere
+    geom: np.ndarray  # (K, 6) box: x0, y0, z0, x1, y1, z1 (in the frame turned by yaw); cylinder: cx, cy, r, z0,
+    #                   z1, 0; sphere: cx, cy, cz, r, 0, 0. Heights: above the floor under the person (steps: world's)
     colors: np.ndarray  # (K, 3) RGB in [0, 1]
     patterns: np.ndarray  # (K,) int: 0 plain, 1 facade with windows, 2 self-lit (lamps)
+    yaw: np.ndarray  # (K,) boxes: their frame is the world's turned by yaw about z [rad]; 0 = axis-aligned
+    parts: np.ndarray  # (K,) int: 0 object, 1 stair step (world heights; the floor has a hole above it), 2 seat, 3 leg
+    active: np.ndarray  # (K, 2) seconds from which to which it exists (the sitter's legs only while seated)
 
 
 _PALETTES = {
@@ -47,6 +53,10 @@ _PALETTES = {
 }
 _BOX, _CYLINDER, _SPHERE = 0, 1, 2
 _PLAIN, _WINDOWS, _LIT = 0, 1, 2
+_OBJECT, _STEP, _SEAT, _LEG = 0, 1, 2, 3
+_STAIR_COLORS = {"park": (0.62, 0.60, 0.56), "kitchen": (0.55, 0.40, 0.27), "street": (0.72, 0.71, 0.68)}
+_SEAT_COLORS = {"park": (0.50, 0.33, 0.20), "kitchen": (0.62, 0.44, 0.27), "street": (0.30, 0.32, 0.34)}
+_TROUSERS = ((0.14, 0.17, 0.28), (0.10, 0.10, 0.11), (0.52, 0.47, 0.36), (0.28, 0.35, 0.50))
 
 
 def make_scene(kind, rng=None):
@@ -60,7 +70,29 @@ def make_scene(kind, rng=None):
         light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
         brightness = float(rng.uniform(0.85, 1.1))
     return Scene(kind, **pal, light=light / np.linalg.norm(light), brightness=brightness,
-                 kinds=np.zeros(0, int), geom=np.zeros((0, 6)), colors=np.zeros((0, 3)), patterns=np.zeros(0, int))
+                 kinds=np.zeros(0, int), geom=np.zeros((0, 6)), colors=np.zeros((0, 3)), patterns=np.zeros(0, int),
+                 yaw=np.zeros(0), parts=np.zeros(0, int), active=np.zeros((0, 2)))
+
+
+def add_primitives(scene, prims):
+    """The scene with primitives (kind, geom, colour, pattern[, yaw, part, (from, to)]) added; the optional
+    fields default to an axis-aligned object that always exists."""
+    full = [tuple(q) + (0.0, _OBJECT, (-np.inf, np.inf))[len(q) - 4:] for q in prims]
+    kinds, geom, colors, patterns, yaw, parts, active = (list(c) for c in zip(*full)) if full else [[]] * 7
+
+    def cat(old, new, dtype):
+        return np.concatenate([old, np.array(new, dtype).reshape((-1,) + old.shape[1:])])
+
+    return replace(scene, kinds=cat(scene.kinds, kinds, int), geom=cat(scene.geom, geom, float),
+                   colors=cat(scene.colors, colors, float), patterns=cat(scene.patterns, patterns, int),
+                   yaw=cat(scene.yaw, yaw, float), parts=cat(scene.parts, parts, int),
+                   active=cat(scene.active, active, float))
+
+
+def _turned_box(c, yaw, length, width, z0, z1):
+    """geom of a box centred at c (2,), `length` along the direction yaw and `width` across it."""
+    lx, ly = np.cos(yaw) * c[0] + np.sin(yaw) * c[1], -np.sin(yaw) * c[0] + np.cos(yaw) * c[1]  # c in the turned frame
+    return (lx - length / 2, ly - width / 2, z0, lx + length / 2, ly + width / 2, z1)
 
 
 def _box(sx, sy, z0, z1, rng):
@@ -132,31 +164,79 @@ def _moved(kind, geom, c):
     return g
 
 
-def place_objects(scene, traj, rng):
+def place_objects(scene, plan, traj, rng):
     """The scene with objects along the walked path: one per 3 m walked or 3 s spent (so standing still is
-    surrounded too), each at least 0.8 m clear of the path."""
+    surrounded too), and three more in the sweep of every looking around (something to look at). Each is at
+    least 0.8 m clear of the path, 3 m where the person runs (open paths)."""
     sub = max(1, int(round(0.1 / (traj.t[1] - traj.t[0]))))  # 10 Hz
-    xy = traj.p[::sub, :2]  # (M, 2)
+    xy, t = traj.p[::sub, :2], traj.t[::sub]  # (M, 2), (M,)
     walked = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
-    clock = walked / 3.0 + traj.t[::sub] / 3.0
-    anchors = np.searchsorted(clock, np.arange(np.ceil(clock[-1])))
-    path = xy[::5]  # 2 Hz, enough for the clearance test
+    clock = walked / 3.0 + t / 3.0
     spread = {"park": (1.0, 10.0), "kitchen": (0.6, 4.0), "street": (1.0, 6.0)}[scene.kind]
-    kinds, geom, colors, patterns = [], [], [], []
-    for a in anchors:
-        for _ in range(3):
+    anchors = [(a, (0, 2 * np.pi), spread, 3) for a in np.searchsorted(clock, np.arange(np.ceil(clock[-1])))]
+    clear = np.full(len(t), 0.8)
+    for s in plan.segments:
+        inside = (t >= s.start) & (t < s.end)
+        if s.label == "running":
+            clear[inside] = 3.0
+        if s.label == "looking around":
+            a = int(np.flatnonzero(inside)[len(np.flatnonzero(inside)) // 2])
+            seen = s.p["yaw_amp"] + 0.6  # the sweep, widened by most of the half field of view
+            sweep = (traj.heading[a * sub] - seen, traj.heading[a * sub] + seen)
+            anchors += [(a, sweep, (1.5, 5.0), 10)] * 3  # ten tries: the path often goes on ahead
+    path, clear = xy[::5], clear[::5]  # 2 Hz, enough for the clearance test
+    prims = []
+    for a, angles, dists, tries in anchors:
+        for _ in range(tries):
             parts, radius = _random_object(scene.kind, scene.ceiling, rng)
-            angle, dist = rng.uniform(0, 2 * np.pi), radius + rng.uniform(*spread)
+            angle, dist = rng.uniform(*angles), radius + rng.uniform(*dists)
             c = xy[a] + dist * np.array([np.cos(angle), np.sin(angle)])
-            if np.linalg.norm(path - c, axis=1).min() > radius + 0.8:
-                for (k, g), color, pattern in parts:
-                    kinds.append(k)
-                    geom.append(_moved(k, g, c))
-                    colors.append(np.clip(np.array(color) * rng.uniform(0.9, 1.1), 0, 1))
-                    patterns.append(pattern)
+            if (np.linalg.norm(path - c, axis=1) - clear).min() > radius:
+                prims += [(k, _moved(k, g, c), np.clip(np.array(color) * rng.uniform(0.9, 1.1), 0, 1), pattern)
+                          for (k, g), color, pattern in parts]
                 break
-    return replace(scene, kinds=np.array(kinds, int), geom=np.array(geom).reshape(-1, 6),
-                   colors=np.array(colors).reshape(-1, 3), patterns=np.array(patterns, int))
+    return add_primitives(scene, prims)
+
+
+def furnish(scene, plan, traj, rng):
+    """The places of the activities, built from the trajectory itself: the steps of every stair climb (one
+    tread per stride, its top at the floor height the stride ends on), the seat of every sitting down (right
+    behind the person, who walked to it and turned round), and the sitter's legs while seated."""
+    def at(sec):  # grid index of a time
+        return min(int(round(sec / (traj.t[1] - traj.t[0]))), len(traj.t) - 1)
+
+    segs, prims = plan.segments, []
+    for i, s in enumerate(segs):
+        shown = (segs[i - 1].start if i else 0.0, segs[i + 1].end if i + 1 < len(segs) else plan.duration)
+        if s.label == "climbing stairs":  # the climb rate blends out within 1 s of the next segment
+            i0, i1 = at(s.start), at(min(s.end + 1.0, plan.duration))
+            lands = [i0] + (i0 + 1 + np.flatnonzero(np.diff(np.floor(traj.phase[i0:i1] / (2 * np.pi))))).tolist()
+            for a, b in zip(lands[:-1], lands[1:] + [i1]):
+                d = traj.p[b, :2] - traj.p[a, :2]
+                if abs(traj.floor[b] - traj.floor[a]) > 0.01:
+                    yaw = float(np.arctan2(d[1], d[0]))
+                    box = _turned_box((traj.p[a, :2] + traj.p[b, :2]) / 2, yaw, np.hypot(*d) + 0.03, 1.6,
+                                      traj.floor[b] - 0.4, traj.floor[b])  # a 0.4 m thick slab
+                    prims.append((_BOX, box, _STAIR_COLORS[scene.kind], _PLAIN, yaw, _STEP, shown))
+    sits = [0.0] * plan.start_seated + [s.p["t_transition"] for s in segs if s.label == "sitting down"]
+    trousers = _TROUSERS[rng.integers(len(_TROUSERS))]
+    for t_sit in sits:
+        k = at(t_sit)
+        h, c = traj.heading[k], traj.p[k, :2]
+        fwd, left = np.array([np.cos(h), np.sin(h)]), np.array([-np.sin(h), np.cos(h)])
+        width = 0.48 if scene.kind == "kitchen" else rng.uniform(1.2, 1.8)  # chair or bench
+        wood = _SEAT_COLORS[scene.kind]
+        prims += [(_BOX, _turned_box(c - 0.12 * fwd, h, 0.45, width, 0.0, 0.45), wood, _PLAIN, h, _SEAT),  # seat
+                  (_BOX, _turned_box(c - 0.37 * fwd, h, 0.06, width, 0.45, 0.9), wood, _PLAIN, h, _SEAT)]  # back
+        j = k + int(np.argmax(traj.seated[k:] >= 0.95))  # fully seated from here: the legs are in view
+        up = np.flatnonzero(traj.seated[j:] < 0.95)
+        legs = (traj.t[j], traj.t[j + up[0]] if up.size else plan.duration)
+        for side in (-0.1, 0.1):
+            prims += [(_BOX, _turned_box(c + 0.18 * fwd + side * left, h, 0.48, 0.14, 0.45, 0.6), trousers, _PLAIN,
+                       h, _LEG, legs),  # thigh
+                      (_BOX, _turned_box(c + 0.42 * fwd + side * left, h, 0.12, 0.11, 0.0, 0.48), trousers, _PLAIN,
+                       h, _LEG, legs)]  # shin
+    return add_primitives(scene, prims)
 
 
 def _grain(X, Y):
@@ -233,38 +313,44 @@ def _bounding_spheres(scene):
     centre, radius = g[:, :3].copy(), g[:, 3].copy()  # spheres are their own
     box, cyl = k == _BOX, k == _CYLINDER
     centre[box], radius[box] = (g[box, :3] + g[box, 3:]) / 2, np.linalg.norm(g[box, 3:] - g[box, :3], axis=1) / 2
+    cy, sy = np.cos(scene.yaw[box]), np.sin(scene.yaw[box])  # turned frame -> world
+    x, y = centre[box, 0].copy(), centre[box, 1].copy()
+    centre[box, 0], centre[box, 1] = cy * x - sy * y, sy * x + cy * y
     centre[cyl] = np.stack([g[cyl, 0], g[cyl, 1], (g[cyl, 3] + g[cyl, 4]) / 2], axis=1)
     radius[cyl] = np.hypot(g[cyl, 2], (g[cyl, 4] - g[cyl, 3]) / 2)
     return centre, radius
 
 
-def _screen_rects(scene, pos, R, f, width, height):
+def _screen_rects(scene, pos, R, f, width, height, t, floor):
     """For every (frame, primitive): the pixel rectangle [u0, u1) x [v0, v1) that holds its bounding sphere's
     silhouette, and whether it is on screen at all. Rays outside it cannot hit the primitive, so only these
-    pixels are ray-cast (at 48x48 px this is ~10x faster than testing every pixel against every primitive)."""
+    pixels are ray-cast: on the default dataset, about 2% of all (pixel, primitive) pairs."""
     c, r = _bounding_spheres(scene)
-    cam = np.matmul(c[None] - pos[:, None], R)  # (F, K, 3) centres in camera coordinates, R^T (c - pos)
+    rel = c[None] - pos[:, None]  # (F, K, 3)
+    rel[..., 2] -= floor[:, None] * (scene.parts == _STEP)  # steps have the world's heights
+    cam = np.matmul(rel, R)  # (F, K, 3) centres in camera coordinates, R^T (c - pos)
     rect = []
     for a, size in ((0, width), (1, height)):  # u from the x-z plane, v from the y-z plane: exact for a sphere
         dist = np.hypot(cam[..., a], cam[..., 2])
         centre, half = np.arctan2(cam[..., a], cam[..., 2]), np.arcsin(np.clip(r / np.maximum(dist, 1e-6), 0, 1))
-        ok = (dist > r) & (np.abs(centre) + half < 1.5)  # else: the whole image
-        lo = np.where(ok, f * np.tan(np.clip(centre - half, -1.5, 1.5)), -size)
-        hi = np.where(ok, f * np.tan(np.clip(centre + half, -1.5, 1.5)), size)
+        outside = dist > r  # else the camera is inside the sphere: the whole image
+        lo = np.where(outside, f * np.tan(np.clip(centre - half, -1.5, 1.5)), -size)  # angles past 86 degrees are
+        hi = np.where(outside, f * np.tan(np.clip(centre + half, -1.5, 1.5)), size)  # off screen (or behind)
         rect += [(np.floor(lo) + size / 2).clip(0, size).astype(np.int32),
                  (np.ceil(hi) + size / 2).clip(0, size).astype(np.int32)]
     u0, u1, v0, v1 = rect
     near = np.linalg.norm(cam, axis=2) < 2.5 * scene.fog_m + r  # farther, the fog hides it (>= 78% of max_fog)
-    return u0, u1, v0, v1, near & (cam[..., 2] > -r) & (u1 > u0) & (v1 > v0)  # (F, K) each
+    exists = (t[:, None] >= scene.active[:, 0]) & (t[:, None] <= scene.active[:, 1])
+    return u0, u1, v0, v1, exists & near & (cam[..., 2] > -r) & (u1 > u0) & (v1 > v0)  # (F, K) each
 
 
-def _draw_objects(scene, pos, R, d, color, depth, f, width, height):
+def _draw_objects(scene, pos, R, d, color, depth, f, width, height, t, floor):
     """Ray-cast every primitive, only over the pixels of its screen rectangle in the frames that see it.
 
     pos (F, 3), R (F, 3, 3), d (F, 3, P) world ray directions; color (F*P, 3) and depth (F*P,) are updated."""
     if len(scene.kinds) == 0:
         return
-    u0, u1, v0, v1, seen = _screen_rects(scene, pos, R, f, width, height)
+    u0, u1, v0, v1, seen = _screen_rects(scene, pos, R, f, width, height, t, floor)
     P = width * height
     dx, dy, dz = (d[:, i].reshape(-1) for i in range(3))  # (F*P,) each
     px, py, pz = (np.ascontiguousarray(pos[:, i]) for i in range(3))  # (F,) each
@@ -276,8 +362,10 @@ def _draw_objects(scene, pos, R, d, color, depth, f, width, height):
         ww = np.repeat(w, n)
         frame = np.repeat(fr, n)
         idx = frame * P + (np.repeat(v0[fr, k], n) + local // ww) * width + np.repeat(u0[fr, k], n) + local % ww
-        ox, oy, oz = px[frame], py[frame], pz[frame]
-        rx, ry, rz = dx[idx], dy[idx], dz[idx]
+        cy, sy = np.float32(np.cos(scene.yaw[k])), np.float32(np.sin(scene.yaw[k]))  # rays into the turned frame
+        ox, oy = cy * px[frame] + sy * py[frame], cy * py[frame] - sy * px[frame]
+        rx, ry = cy * dx[idx] + sy * dy[idx], cy * dy[idx] - sy * dx[idx]
+        oz, rz = pz[frame] + (floor[frame] if scene.parts[k] == _STEP else 0), dz[idx]
         t = _HIT[scene.kinds[k]](scene.geom[k], ox, oy, oz, rx, ry, rz)
         closer = np.flatnonzero(t < depth[idx])
         if not closer.size:
@@ -285,7 +373,7 @@ def _draw_objects(scene, pos, R, d, color, depth, f, width, height):
         idx, t = idx[closer], t[closer]
         p = np.stack([ox[closer], oy[closer], oz[closer]], axis=1) + t[:, None] * np.stack(
             [rx[closer], ry[closer], rz[closer]], axis=1)  # (M, 3) hit points
-        normal = _normals(scene.kinds[k], scene.geom[k], p)
+        normal = _normals(scene.kinds[k], scene.geom[k], p) @ np.array([[cy, sy, 0], [-sy, cy, 0], [0, 0, 1]])  # world
         shade = 0.55 + 0.45 * np.clip(normal @ scene.light, 0, None)  # (M,) ambient + Lambert
         c = np.broadcast_to(scene.colors[k], (len(t), 3)).copy()
         if scene.patterns[k] == _LIT:
@@ -298,7 +386,20 @@ def _draw_objects(scene, pos, R, d, color, depth, f, width, height):
         color[idx] = c * shade[:, None]
 
 
-def _render_chunk(scene, pos, R, d_cam, f, width, height):
+def _floor_holes(scene, X, Y, t):
+    """(F, P) floor points (X, Y) that lie over a stair step (the floor is cut open there: descending steps
+    below it show through, and a climber looking back sees the flight below)."""
+    hole = np.zeros(X.shape, bool)
+    for k in np.flatnonzero(scene.parts == _STEP):
+        fr = np.flatnonzero((t >= scene.active[k, 0]) & (t <= scene.active[k, 1]))
+        if fr.size:
+            g, cy, sy = scene.geom[k], np.cos(scene.yaw[k]), np.sin(scene.yaw[k])
+            u, v = cy * X[fr] + sy * Y[fr], cy * Y[fr] - sy * X[fr]  # in the step's turned frame
+            hole[fr] |= (u >= g[0]) & (u <= g[3]) & (v >= g[1]) & (v <= g[4])
+    return hole
+
+
+def _render_chunk(scene, pos, R, d_cam, f, width, height, t, floor):
     pos, R = pos.astype(np.float32), R.astype(np.float32)
     d = np.matmul(R, d_cam.T.astype(np.float32))  # (3, P) -> (F, 3, P) world ray directions
     dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]  # (F, P) each
@@ -306,6 +407,7 @@ def _render_chunk(scene, pos, R, d_cam, f, width, height):
     down = dz < -1e-4
     t_floor = oz / np.where(down, -dz, 1.0)  # (F, P) distance to the floor
     color = _ground_color(scene, ox + t_floor * dx, oy + t_floor * dy)  # (F, P, 3)
+    hole = down & _floor_holes(scene, ox + t_floor * dx, oy + t_floor * dy, t)  # (F, P)
     if scene.ceiling is None:
         s = np.sqrt(np.clip(dz, 0, 1))[..., None]
         sky = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * s  # (F, P, 3) gradient with elevation
@@ -316,26 +418,51 @@ def _render_chunk(scene, pos, R, d_cam, f, width, height):
         panel = ((X % 3.0) < 0.8) & ((Y % 3.0) < 0.8)  # light panels every 3 m
         sky = np.where(panel[..., None], np.float32(1.0), scene.ceiling_color * (0.9 + 0.1 * _grain(X, Y))[..., None])
         depth = np.where(down, t_floor, t_ceil)
-    color = np.where(down[..., None], color, sky).reshape(-1, 3)  # (F*P, 3)
-    depth = depth.astype(np.float32).reshape(-1)  # (F*P,)
-    _draw_objects(scene, pos, R, d, color, depth, f, width, height)
+    color = np.where(down[..., None], np.where(hole[..., None], 0.45 * scene.ground_a, color), sky).reshape(-1, 3)
+    depth = np.where(hole, np.inf, depth).astype(np.float32).reshape(-1)  # (F*P,)
+    _draw_objects(scene, pos, R, d, color, depth, f, width, height, t, floor)
+    wall = hole.reshape(-1) & np.isinf(depth)  # through the hole, past the steps: the stairwell's shaded side
+    depth[wall] = t_floor.reshape(-1)[wall]
     fog = scene.fog_max * (1 - np.exp(-np.minimum(depth, 1e4) / scene.fog_m))  # (F*P,)
     fog[np.isinf(depth)] = 0.0
     color = color + (scene.sky_horizon - color) * fog[..., None]
     return np.clip(color * scene.brightness * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_frames(scene, pos, R, width, height, fov_deg=90.0, chunk=200):
+def render_frames(scene, pos, R, width, height, fov_deg=90.0, t=None, floor=None, chunk=200):
     """Pinhole ray casting. pos (F, 3): camera position with z = height above the floor; R (F, 3, 3) sensor ->
-    world rotations (camera x right, y down, z forward, principal point at the image centre)
-    -> (F, height, width, 3) uint8."""
+    world rotations (camera x right, y down, z forward, principal point at the image centre); t (F,) frame times
+    [s] (default 0) and floor (F,) the world height of the floor under the person (default 0)
+    -> (F, height, width, 3) uint8. Chunks of `chunk` frames bound the memory (about 1 kB per ray)."""
+    t = np.zeros(len(pos)) if t is None else np.asarray(t, float)
+    floor = np.zeros(len(pos), np.float32) if floor is None else np.asarray(floor, np.float32)
     f = 0.5 * width / np.tan(np.radians(fov_deg) / 2)  # focal length [px]
     jj, ii = np.meshgrid(np.arange(width), np.arange(height))
     d_cam = np.stack([(jj + 0.5 - width / 2) / f, (ii + 0.5 - height / 2) / f, np.ones(jj.shape)], -1).reshape(-1, 3)
     d_cam /= np.linalg.norm(d_cam, axis=1, keepdims=True)  # (P, 3) unit rays, row-major pixels
     out = np.empty((len(pos), height, width, 3), np.uint8)
     for s in range(0, len(pos), chunk):
-        out[s:s + chunk] = _render_chunk(scene, pos[s:s + chunk], R[s:s + chunk], d_cam, f, width, height).reshape(
-            -1, height, width, 3)
+        out[s:s + chunk] = _render_chunk(scene, pos[s:s + chunk], R[s:s + chunk], d_cam, f, width, height,
+                                         t[s:s + chunk], floor[s:s + chunk]).reshape(-1, height, width, 3)
     return out
 
+
+
+def motion_blur(frames, omega, exposure_sec, fov_deg):
+    """Frames (F, H, W, 3) as exposed for exposure_sec while the head turns at omega (F, 3) [rad/s] in the
+    camera frame (what the gyro senses). A far point's direction d moves as dd/dt = -omega x d, which at the image
+    centre is (du, dv)/dt = f (-omega_y, omega_x) px/s: each frame becomes the mean of 5 copies shifted along that
+    flow, over the exposure (a box blur whose length grows with the angular speed; roll is left sharp)."""
+    F, H, W, _ = frames.shape
+    f = 0.5 * W / np.tan(np.radians(fov_deg) / 2)  # focal length [px]
+    flow = f * exposure_sec * np.stack([-omega[:, 1], omega[:, 0]], axis=1)  # (F, 2) px travelled during exposure
+    out = frames.copy()
+    moving = np.flatnonzero(np.abs(flow).max(axis=1) >= 1.0)  # shifts of under half a pixel round to none
+    jj, ii = np.meshgrid(np.arange(W), np.arange(H))  # (H, W) each
+    acc = np.zeros((len(moving), H, W, 3), np.float32)
+    for s in np.linspace(-0.5, 0.5, 5):
+        u = np.clip(np.rint(jj + s * flow[moving, 0, None, None]), 0, W - 1).astype(int)  # (M, H, W)
+        v = np.clip(np.rint(ii + s * flow[moving, 1, None, None]), 0, H - 1).astype(int)
+        acc += frames[moving[:, None, None], v, u]
+    out[moving] = np.rint(acc / 5).astype(np.uint8)
+    return out
