@@ -1,11 +1,10 @@
-"""Data for IMU2CLIP: recordings, windows with cached CLIP embeddings, Ego4D import.
+"""Data for IMU2CLIP: recordings, windows with cached CLIP embeddings, Ego4D and Aria import.
 
-Recordings (section 1). Every source (synthetic, Ego4D, your own data) is converted into one on-disk format,
-a directory per recording whose arrays are memory-mapped (np.load(mmap_mode="r")):
+Every source (the synthetic world in world/, Ego4D, Aria, your own data) is converted into one format, a directory
+per recording whose arrays are memory-mapped; read_recording validates one, write_recording writes one atomically:
 
     DATASET_ROOT/<recording_id>/   names starting with "." or "_" are not recordings
-        meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame,
-                         scene, seed, person (the synthetic world adds its camera, IMU bias and noise)
+        meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame, ...
         imu.npy          (N, 6) float32: ax, ay, az [m/s^2, specific force], gx, gy, gz [rad/s], sensor frame
         imu_t.npy        (N,) float64 seconds since the start, strictly increasing
         frames.npy       (F, H, W, 3) uint8 RGB
@@ -13,29 +12,15 @@ a directory per recording whose arrays are memory-mapped (np.load(mmap_mode="r")
         narrations.json  [{"t": 12.3, "text": "#C C walks along the path in the park"}, ...]  (raw Ego4D style)
         segments.json    optional: [{"start": 0.0, "end": 8.2, "label": "walking"}, ...]
 
-read_recording validates one (missing file, shape, dtype, NaN, non-monotonic timestamps) and raises DataError
-naming the file; write_recording writes one atomically (a temporary directory renamed into place).
-
-The synthetic egocentric world, the stand-in for Ego4D/Aria (paper section 4.1), lives in world/ (see its
-docstring) and writes its recordings through write_recording; data.py imports it only to run these commands:
+A window (paper section 3) is [t - w/2, t + w/2] around a narration, or a sliding window; its IMU is resampled
+to a fixed rate, giving (6, rate * w) float32. CLIP is frozen, so the embeddings of each window's frame(s) and
+narration are computed once and cached under DATASET_ROOT/.cache; WindowDataset serves them to training.
 
     python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
-    python data.py show data/synthetic/syn000_park --out preview.png   (any recording)
-
-default_dataset() (what train.py uses without --data) generates world's default dataset when it is missing:
-48 recordings x 2 min at 48x48 px, about 440 MB, in about 20 s on 2 idle cores.
-
-Windows and the embedding cache (section 2; paper section 3 and its note on pre-processing every medium into
-equal-length parallel windows). A window is [t - w/2, t + w/2] around a narration (default w = 5 s), or a
-sliding window for IMU<->video only. Its IMU is resampled by linear interpolation to a fixed rate (200 Hz),
-giving (6, rate * w) float32; windows past the ends or with IMU gaps are dropped and counted, never zero-filled.
-The split is by recording. CLIP is frozen, so the CLIP embedding of each window's frame(s) and of each distinct
-narration is computed once and cached as .npy under DATASET_ROOT/.cache, keyed by a fingerprint of the
-recordings, the window parameters and the CLIP weights; training then never runs CLIP. WindowDataset serves the
-cached arrays (its .batch is the training fast path); load_labelled reads the labelled-IMU .npz format.
-
+    python data.py show data/synthetic/syn000_park --out preview.png
     python data.py export-labelled data/synthetic --out labelled.npz
     python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
+    python data.py aria recording.vrs --out data/aria [--narrations speech.csv]   (needs projectaria-tools)
 """
 
 
@@ -44,7 +29,6 @@ import collections
 import contextlib
 import glob
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -214,22 +198,17 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
     return path
 
 
-def _read_json(path):
+def _load(path):
+    """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
     if not path.is_file():
         raise DataError(f"{path}: missing file")
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not readable JSON ({e})") from None
-
-
-def _load_npy(path):
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
-    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    except (OSError, UnicodeDecodeError, ValueError, EOFError) as e:
+        what = "readable JSON" if path.suffix == ".json" else "a readable .npy array"
+        raise DataError(f"{path}: not {what} ({e})") from None
 
 
 def read_recording(path):
@@ -237,16 +216,16 @@ def read_recording(path):
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: not a recording directory")
-    meta = _read_json(path / "meta.json")
+    meta = _load(path / "meta.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise DataError(f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
     if meta.get("version") != FORMAT_VERSION:
         raise DataError(f"{path / 'meta.json'}: unsupported version {meta.get('version')!r} "
                         f"(this reader knows {FORMAT_VERSION})")
-    arrays = [_load_npy(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
-    narrations = _read_json(path / "narrations.json")
-    segments = _read_json(path / "segments.json") if (path / "segments.json").exists() else []
+    arrays = [_load(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
+    narrations = _load(path / "narrations.json")
+    segments = _load(path / "segments.json") if (path / "segments.json").exists() else []
     _check_recording(path, *arrays, narrations, segments)
     return Recording(path, path.name, meta, *arrays, narrations, segments)
 
@@ -1124,12 +1103,6 @@ def config_from(cls, args: argparse.Namespace):
     """The dataclass `cls` filled from parsed flags (see add_flags)."""
     return cls(**{f.name: tuple(getattr(args, f.name)) if isinstance(f.default, tuple) else getattr(args, f.name)
                   for f in fields(cls)})
-
-
-def field_help(cls) -> dict:
-    """The comment after each dataclass field, reused as its --help text by every command line."""
-    lines = inspect.getsource(cls).splitlines()
-    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
 
 
 def _run_synth(args):
