@@ -340,6 +340,11 @@ def resample(x, t, t_out, rate_hz=None):
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
 
 
+def _span(rec):
+    """The time span covered by both the IMU and the video of a recording."""
+    return max(rec.imu_t[0], rec.frames_t[0]), min(rec.imu_t[-1], rec.frames_t[-1])
+
+
 def _candidate_starts(rec, cfg):
     """Window starts (Nw,) and their narration texts (raw; None in sliding mode) for one recording."""
     if cfg.mode == "narration":
@@ -350,38 +355,28 @@ def _candidate_starts(rec, cfg):
     return lo + cfg.stride_sec * np.arange(max(count, 0)), None
 
 
-def _span(rec):
-    """The time span covered by both the IMU and the video of a recording."""
-    return max(rec.imu_t[0], rec.frames_t[0]), min(rec.imu_t[-1], rec.frames_t[-1])
-
-
 def _select_windows(rec, starts, cfg):
-    """Keep-mask (Nw,) of windows that lie inside the recording, have no IMU gap and contain a frame,
-    plus the frame indices (Nw, 3): first, middle (nearest the centre) and last frame of each window."""
-    w, eps = cfg.window_sec, 1e-6
+    """Keep-mask (Nw,) of the windows that lie inside the recording, have no IMU gap and contain a frame; their
+    frame indices (Nw, 3): first, middle (nearest the centre) and last frame; the count of each reason to drop."""
+    w, eps, ft = cfg.window_sec, 1e-6, rec.frames_t
     lo, hi = _span(rec)
     inside = (starts >= lo - eps) & (starts + w <= hi + eps)
-    # an IMU gap is a difference between consecutive timestamps above max_gap_sec; a window has one when
-    # a gap lies between the last sample at or before its start and the first sample at or after its end
-    gaps = np.flatnonzero(np.diff(rec.imu_t) > cfg.max_gap_sec)  # gap g spans imu_t[g] .. imu_t[g + 1]
+    # gap g spans imu_t[g] .. imu_t[g + 1]; a window has one when a gap lies between the last sample at or before
+    # its start and the first sample at or after its end
+    gaps = np.flatnonzero(np.diff(rec.imu_t) > cfg.max_gap_sec)
     i0 = np.searchsorted(rec.imu_t, starts, side="right") - 1
     i1 = np.searchsorted(rec.imu_t, starts + w, side="left")
-    no_gap = np.searchsorted(gaps, i1, side="left") == np.searchsorted(gaps, i0, side="left")
-    ft = rec.frames_t
-    first = np.searchsorted(ft, starts - eps, side="left")  # (Nw,) first frame at or after the start
-    last = np.searchsorted(ft, starts + w - eps, side="left") - 1  # last frame before the end
+    no_gap = np.searchsorted(gaps, i1) == np.searchsorted(gaps, i0)
+    first = np.searchsorted(ft, starts - eps)  # (Nw,) first frame at or after the start
+    last = np.searchsorted(ft, starts + w - eps) - 1  # last frame before the end
     centre = starts + w / 2
-    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)
-    left = np.clip(right - 1, 0, len(ft) - 1)
+    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)  # the two frames around the centre
+    left = np.maximum(right - 1, 0)
     middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
     has_frame = first <= last
-    frames = np.stack([first, middle, last], axis=1)  # (Nw, 3)
-    drops = {
-        "out_of_range": int((~inside).sum()),
-        "imu_gap": int((inside & ~no_gap).sum()),
-        "no_frame": int((inside & no_gap & ~has_frame).sum()),
-    }
-    return inside & no_gap & has_frame, frames, drops
+    drops = {"out_of_range": int((~inside).sum()), "imu_gap": int((inside & ~no_gap).sum()),
+             "no_frame": int((inside & no_gap & ~has_frame).sum())}
+    return inside & no_gap & has_frame, np.stack([first, middle, last], axis=1), drops
 
 
 def _window_imu(rec, starts, cfg):
@@ -469,47 +464,52 @@ def _index_windows(rec, cfg, class_names):
         keep &= texts != ""
     frames = frames[keep][:, 1:2] if cfg.video_mode == "clip_1frame" else frames[keep]  # middle | first/mid/last
     starts = starts[keep]
-    return (starts, _window_imu(rec, starts, cfg), _window_labels(rec, starts, cfg.window_sec, class_names), frames,
-            texts[keep], drops)
+    labels = _window_labels(rec, starts, cfg.window_sec, class_names)
+    return starts, _window_imu(rec, starts, cfg), labels, frames, texts[keep], drops
 
 
-def _build_cache(paths, cfg, clip):
-    """Index the windows of every recording, embed each needed frame and distinct text once, -> (arrays, index)."""
+def _build_cache(cache, paths, cfg, clip):
+    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache."""
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
-    report = {"recordings": len(recs), "candidates": 0, "kept": 0, "dropped": {}}
-    parts, frame_embs, texts, window_ids, recording_ids, middle = [], [], [], [], [], []
+    imu, labels, video_emb, texts, window_ids, recording_ids, middle = [], [], [], [], [], [], []
+    dropped = collections.Counter()
     for k, rec in enumerate(recs):
-        starts, imu, labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
-        report["candidates"] += len(_candidate_starts(rec, cfg)[0])
-        for reason, n in drops.items():
-            report["dropped"][reason] = report["dropped"].get(reason, 0) + n
+        starts, rec_imu, rec_labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
         needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
         emb = clip.embed_images(np.asarray(rec.frames[needed])) if len(needed) else np.zeros((0, clip.embed_dim))
-        frame_embs.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
-        parts.append((imu, labels))
+        video_emb.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
+        imu.append(rec_imu)
+        labels.append(rec_labels)
         texts += rec_texts.tolist()
         seen = collections.Counter()  # "<recording>@<start>", with "~k" when k earlier narrations coincide
-        for start in starts:
-            wid = f"{rec.id}@{start:.3f}"
+        for wid in (f"{rec.id}@{start:.3f}" for start in starts):
             window_ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
             seen[wid] += 1
         recording_ids += [rec.id] * len(starts)
         middle += frames[:, frames.shape[1] // 2].tolist()
+        dropped.update(drops)
         print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
-    report["kept"] = len(window_ids)
+    report = {"recordings": len(recs), "candidates": len(window_ids) + sum(dropped.values()),
+              "kept": len(window_ids), "dropped": dict(dropped)}
     if not window_ids:
         raise DataError(f"{Path(paths[0]).parent}: no window survived ({report})")
-    arrays = {"imu": np.concatenate([p[0] for p in parts]),  # (N, 6, T) float32
-              "labels": np.concatenate([p[1] for p in parts]),  # (N,) int64
-              "video_emb": np.concatenate(frame_embs).astype(np.float32)}  # (N, D)
+    arrays = {"imu": np.concatenate(imu),  # (N, 6, T) float32
+              "labels": np.concatenate(labels),  # (N,) int64
+              "video_emb": np.concatenate(video_emb).astype(np.float32)}  # (N, D)
     if cfg.mode == "narration":
         distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
         report["distinct_texts"] = len(distinct)
         arrays["text_emb"] = clip.embed_texts(distinct.tolist()).astype(np.float32)[inverse]  # (N, D)
     index = {"texts": texts, "window_ids": window_ids, "recording_ids": recording_ids, "middle_frames": middle,
              "class_names": list(class_names), "embed_dim": clip.embed_dim, "report": report}
-    return arrays, index
+
+    def write(tmp):
+        tmp.mkdir()
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", a)
+        (tmp / "index.json").write_text(json.dumps(index))
+    atomic_write(cache, write)
 
 
 def _load_cache(cache, cfg, embed_dim):
@@ -532,15 +532,6 @@ def _load_cache(cache, cfg, embed_dim):
               f"rebuilding it", file=sys.stderr)
         return None
     return arrays, index
-
-
-def _save_cache(cache, arrays, index):
-    def write(tmp):
-        tmp.mkdir()
-        for name, a in arrays.items():
-            np.save(tmp / f"{name}.npy", a)
-        (tmp / "index.json").write_text(json.dumps(index))
-    atomic_write(cache, write)
 
 
 # ==============================================================================================================
@@ -568,11 +559,10 @@ class WindowDataset:
         if loaded is None:
             print(f"windows: building the embedding cache {self.cache_path} for {len(paths)} recordings",
                   file=sys.stderr)
-            _save_cache(self.cache_path, *_build_cache(paths, cfg, clip))
+            _build_cache(self.cache_path, paths, cfg, clip)
             loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         arrays, index = loaded
-        rec_ids = np.array(index["recording_ids"], dtype=object)
-        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in rec_ids])
+        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in index["recording_ids"]])
         if not len(sel):
             raise DataError(f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings "
                             f"hashes into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
@@ -580,11 +570,10 @@ class WindowDataset:
         self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
         self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
         self.labels = arrays["labels"][sel]  # (N,) int64, -1 = no activity
-        self._texts = np.array(index["texts"], dtype=object)[sel]
-        self._window_ids = np.array(index["window_ids"], dtype=object)[sel]
-        self.texts, self.window_ids = self._texts.tolist(), self._window_ids.tolist()
-        self.recording_ids = rec_ids[sel].tolist()
-        self.frame_index = list(zip(self.recording_ids, np.array(index["middle_frames"])[sel].tolist()))
+        self.texts = [index["texts"][i] for i in sel]
+        self.window_ids = [index["window_ids"][i] for i in sel]
+        self.recording_ids = [index["recording_ids"][i] for i in sel]
+        self.frame_index = [(index["recording_ids"][i], index["middle_frames"][i]) for i in sel]
         self.class_names = tuple(index["class_names"])
         self.embed_dim = int(index["embed_dim"])
         self.report = dict(index["report"], split=split, windows_in_split=len(sel),
@@ -594,16 +583,16 @@ class WindowDataset:
         return len(self.labels)
 
     def batch(self, idx):
-        """The windows idx (B,) as tensors: numpy fancy-indexing into the in-memory arrays."""
+        """The windows idx (B,) as tensors, indexed out of the in-memory arrays."""
         idx = np.asarray(idx, dtype=np.int64)
         return {
             "imu": torch.from_numpy(self.imu[idx]),  # (B, 6, T)
             "video_emb": torch.from_numpy(self.video_emb[idx]),  # (B, D)
             "text_emb": (torch.from_numpy(self.text_emb[idx]) if self.text_emb is not None
                          else torch.zeros(len(idx), self.embed_dim)),  # (B, D), zeros in sliding mode
-            "text": self._texts[idx].tolist(),
+            "text": [self.texts[i] for i in idx],
             "label": torch.from_numpy(self.labels[idx]),  # (B,)
-            "window_id": self._window_ids[idx].tolist(),
+            "window_id": [self.window_ids[i] for i in idx],
         }
 
 
