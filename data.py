@@ -636,9 +636,8 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
-    if missing:
-        raise DataError(f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
-                        f"rate_hz and optionally split")
+    _need(not missing, f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
+          f"rate_hz and optionally split")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
     N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
     _need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
@@ -688,10 +687,7 @@ def export_labelled(root, out, cfg=None):
         labels.append(rec_labels[rec_labels >= 0])
         split += ["test" if split_of(rec.id, cfg) == "test" else "train"] * len(labels[-1])
     labels = np.concatenate(labels)
-    if not len(labels):
-        raise DataError(f"{root}: no labelled window to export ({report})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _need(len(labels), f"{root}: no labelled window to export ({report})")
     arrays = dict(imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
                   rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
 
@@ -716,39 +712,28 @@ _MISSING = ("", "null", "nan", "none", "na")
 
 
 def _read_ego4d_csv(path, chunk_rows=200_000):
-    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing."""
+    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing.
+    Parsed in chunks of lines, so an hour of 200 Hz IMU never needs the whole file as strings."""
+    parts, row = [], 1
     try:
-        return _parse_ego4d_csv(path, chunk_rows)
+        with open(path, newline="", encoding="utf-8") as f:
+            header = f.readline().strip()
+            _need(header, f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
+            names = [h.strip() for h in header.split(",")]
+            missing = [c for c in _EGO4D_COLUMNS if c not in names]
+            _need(not missing, f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
+            cols = [names.index(c) for c in _EGO4D_COLUMNS]
+            while lines := [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]:
+                try:
+                    s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols])  # (n, 7)
+                    s[np.isin(np.char.lower(s), _MISSING)] = "nan"
+                    parts.append(s.astype(np.float64))
+                except (ValueError, IndexError) as e:
+                    raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
+                row += len(lines)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
-
-
-def _parse_ego4d_csv(path, chunk_rows):
-    """Parsed in chunks of text, so an hour of 200 Hz IMU never needs the whole file as strings."""
-    with open(path, newline="", encoding="utf-8") as f:
-        header = f.readline().strip()
-        if not header:
-            raise DataError(f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
-        names = [h.strip() for h in header.split(",")]
-        missing = [c for c in _EGO4D_COLUMNS if c not in names]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
-        cols = [names.index(c) for c in _EGO4D_COLUMNS]
-        parts, row = [], 1
-        while True:
-            lines = [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]
-            if not lines:
-                break
-            try:
-                s = np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols]  # (n, 7) strings
-                s = np.char.strip(s)
-                s[np.isin(np.char.lower(s), _MISSING)] = "nan"
-                parts.append(s.astype(np.float64))
-            except (ValueError, IndexError) as e:
-                raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
-            row += len(lines)
-    if not parts:
-        raise DataError(f"{path}: no data rows after the header")
+    _need(parts, f"{path}: no data rows after the header")
     x = np.concatenate(parts)  # (N, 7)
     return x[:, 0], x[:, 1:]
 
@@ -756,30 +741,23 @@ def _parse_ego4d_csv(path, chunk_rows):
 def _clean_ego4d_imu(path, t_ms, values, duration_sec):
     """Drop rows without a timestamp, sort, drop duplicate timestamps and rows with missing values (they
     become gaps that windowing drops, never zeros), and rows outside the video; report every count."""
-    report = {"rows": len(t_ms)}
-    ok = np.isfinite(t_ms)
-    report["dropped_missing_timestamp"] = int((~ok).sum())
-    t_ms, values = t_ms[ok], values[ok]
-    if not len(t_ms):
-        raise DataError(f"{path}: every canonical_timestamp_ms is missing ({report['rows']} rows)")
-    report["out_of_order"] = int((np.diff(t_ms) < 0).sum())
+    has_t = np.isfinite(t_ms)
+    _need(has_t.any(), f"{path}: every canonical_timestamp_ms is missing ({len(t_ms)} rows)")
+    t_ms, values = t_ms[has_t], values[has_t]
+    out_of_order = int((np.diff(t_ms) < 0).sum())
     order = np.argsort(t_ms, kind="stable")
     t_ms, values = t_ms[order], values[order]
     dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first row of each timestamp
-    report["dropped_duplicate_timestamp"] = int(dup.sum())
-    bad = ~np.isfinite(values).all(axis=1)
-    report["dropped_missing_values"] = int((bad & ~dup).sum())
+    bad = ~np.isfinite(values).all(axis=1) & ~dup  # each dropped row is counted under its first reason
     t = t_ms / 1000.0
-    outside = (t < 0) | (t > duration_sec + 1.0)
-    report["dropped_outside_video"] = int((outside & ~dup & ~bad).sum())
-    report["t_min_sec"], report["t_max_sec"] = float(t[0]), float(t[-1])
+    outside = ((t < 0) | (t > duration_sec + 1.0)) & ~dup & ~bad
+    report = {"rows": len(has_t), "dropped_missing_timestamp": int((~has_t).sum()), "out_of_order": out_of_order,
+              "dropped_duplicate_timestamp": int(dup.sum()), "dropped_missing_values": int(bad.sum()),
+              "dropped_outside_video": int(outside.sum()), "t_min_sec": float(t[0]), "t_max_sec": float(t[-1])}
     keep = ~(dup | bad | outside)
     t, values = t[keep], values[keep]
-    if len(t) < 2:
-        raise DataError(f"{path}: fewer than 2 usable IMU rows ({report})")
-    report["kept"] = len(t)
-    report["max_gap_sec"] = float(np.diff(t).max())
-    report["rate_hz"] = float(1.0 / np.median(np.diff(t)))
+    _need(len(t) >= 2, f"{path}: fewer than 2 usable IMU rows ({report})")
+    report.update(kept=len(t), max_gap_sec=float(np.diff(t).max()), rate_hz=float(1.0 / np.median(np.diff(t))))
     return t, values.astype(np.float32), report
 
 
@@ -825,39 +803,28 @@ def _ego4d_narrations(path, narr_json, uid):
     return kept, total
 
 
-def _ego4d_file(root, *candidates):
-    for rel in candidates:
-        if (root / rel).exists():
-            return root / rel
-    return None
+def _ego4d_file(root, rel):
+    """root/v1/rel, else root/v2/rel, else None."""
+    return next((root / v / rel for v in ("v1", "v2") if (root / v / rel).exists()), None)
 
 
 def import_ego4d(root, out, videos=None, size=224):
     """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
     videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
     root, out = Path(root), Path(out)
-    imu_dir = _ego4d_file(root, "v1/imu", "v2/imu")
-    if imu_dir is None:
-        raise DataError(f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
-    narr_path = _ego4d_file(root, "v1/annotations/narration.json", "v2/annotations/narration.json")
-    narr_json = {}
-    if narr_path is not None:
-        try:
-            narr_json = json.loads(narr_path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{narr_path}: not valid JSON ({e})") from None
-        if not isinstance(narr_json, dict):
-            raise DataError(f"{narr_path}: expected an object mapping video_uid to narration passes")
+    imu_dir = _ego4d_file(root, "imu")
+    _need(imu_dir, f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
+    narr_path = _ego4d_file(root, "annotations/narration.json")
+    narr_json = _load(narr_path) if narr_path else {}
+    _need(isinstance(narr_json, dict), f"{narr_path}: expected an object mapping video_uid to narration passes")
     if videos is None:
-        videos = sorted(p.stem for p in imu_dir.glob("*.csv")
-                        if _ego4d_file(root, f"v1/full_scale/{p.stem}.mp4", f"v2/full_scale/{p.stem}.mp4"))
-        if not videos:
-            raise DataError(f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
+        videos = sorted(p.stem for p in imu_dir.glob("*.csv") if _ego4d_file(root, f"full_scale/{p.stem}.mp4"))
+        _need(videos, f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
     report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
     made = not out.exists()
     try:
         for uid in videos:
-            _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report)
+            report["videos"][uid] = _import_ego4d_video(root, out, uid, imu_dir, size, narr_path, narr_json)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed import leaves no empty dataset directory behind
@@ -865,14 +832,11 @@ def import_ego4d(root, out, videos=None, size=224):
     return report
 
 
-def _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report):
-    """One Ego4D video -> out/<uid>, its import report in report["videos"][uid]."""
-    csv_path = imu_dir / f"{uid}.csv"
-    mp4 = _ego4d_file(root, f"v1/full_scale/{uid}.mp4", f"v2/full_scale/{uid}.mp4")
-    if not csv_path.exists():
-        raise DataError(f"{csv_path}: no IMU CSV for video {uid}")
-    if mp4 is None:
-        raise DataError(f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+def _import_ego4d_video(root, out, uid, imu_dir, size, narr_path, narr_json):
+    """One Ego4D video -> out/<uid>; -> its import report."""
+    csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
+    _need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
+    _need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
     t_ms, values = _read_ego4d_csv(csv_path)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
@@ -882,16 +846,15 @@ def _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, rep
         imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
         narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
         rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "ego4d",
-                "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
+        meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS,
+                "duration_sec": duration,
                 "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
                 "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                "scene": None, "seed": None, "person": None, "ego4d": {"video_uid": uid, "import": rep}}
-        write_recording(out / uid, imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t,
-                        narrations=narrations, segments=[], meta=meta)
-    report["videos"][uid] = rep
+                "ego4d": {"video_uid": uid, "import": rep}}
+        write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
     print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
           f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
+    return rep
 
 
 # ==============================================================================================================
@@ -1073,9 +1036,10 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
 # ==============================================================================================================
 
 
-def add_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field of the dataclass `cls`; booleans get --x / --no-x, tuples take several values."""
-    for f in fields(cls):
+def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
+    """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
+    tuples take several values."""
+    for f in (f for f in fields(cls) if only is None or f.name in only):
         name, meta = "--" + f.name.replace("_", "-"), f.metadata
         help_text = f"{meta.get('help', '')} (default: %(default)s)"
         if isinstance(f.default, bool):
@@ -1125,6 +1089,11 @@ def _run_export_labelled(args):
     print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
+def _run_ego4d(args):
+    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
+    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
+
+
 def _add_commands(sub):
     """The five subcommands; the world is imported only by synth and show."""
     import world
@@ -1143,18 +1112,14 @@ def _add_commands(sub):
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
-    for f in fields(WindowConfig):
-        if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
-                           help=f"{f.metadata['help']} (default: %(default)s)")
+    add_flags(p, WindowConfig, only=("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"))
     p.set_defaults(run=_run_export_labelled)
     p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
     p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
     p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
     p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
     p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.set_defaults(run=lambda a: print(json.dumps(import_ego4d(
-        a.root, a.out, [v.strip() for v in a.videos.split(",") if v.strip()] if a.videos else None, a.size), indent=1)))
+    p.set_defaults(run=_run_ego4d)
     p = sub.add_parser("aria", help="convert Project Aria VRS files (IMU + RGB, optional speech.csv) into recordings")
     p.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
     p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
