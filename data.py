@@ -340,45 +340,6 @@ def resample(x, t, t_out, rate_hz=None):
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
 
 
-def _span(rec):
-    """The time span covered by both the IMU and the video of a recording."""
-    return max(rec.imu_t[0], rec.frames_t[0]), min(rec.imu_t[-1], rec.frames_t[-1])
-
-
-def _candidate_starts(rec, cfg):
-    """Window starts (Nw,) and their narration texts (raw; None in sliding mode) for one recording."""
-    if cfg.mode == "narration":
-        t = np.array([float(n["t"]) for n in rec.narrations], dtype=np.float64)
-        return t - cfg.window_sec / 2, [n["text"] for n in rec.narrations]
-    lo, hi = _span(rec)
-    count = int(np.floor((hi - lo - cfg.window_sec) / cfg.stride_sec + 1e-9)) + 1
-    return lo + cfg.stride_sec * np.arange(max(count, 0)), None
-
-
-def _select_windows(rec, starts, cfg):
-    """Keep-mask (Nw,) of the windows that lie inside the recording, have no IMU gap and contain a frame; their
-    frame indices (Nw, 3): first, middle (nearest the centre) and last frame; the count of each reason to drop."""
-    w, eps, ft = cfg.window_sec, 1e-6, rec.frames_t
-    lo, hi = _span(rec)
-    inside = (starts >= lo - eps) & (starts + w <= hi + eps)
-    # gap g spans imu_t[g] .. imu_t[g + 1]; a window has one when a gap lies between the last sample at or before
-    # its start and the first sample at or after its end
-    gaps = np.flatnonzero(np.diff(rec.imu_t) > cfg.max_gap_sec)
-    i0 = np.searchsorted(rec.imu_t, starts, side="right") - 1
-    i1 = np.searchsorted(rec.imu_t, starts + w, side="left")
-    no_gap = np.searchsorted(gaps, i1) == np.searchsorted(gaps, i0)
-    first = np.searchsorted(ft, starts - eps)  # (Nw,) first frame at or after the start
-    last = np.searchsorted(ft, starts + w - eps) - 1  # last frame before the end
-    centre = starts + w / 2
-    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)  # the two frames around the centre
-    left = np.maximum(right - 1, 0)
-    middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
-    has_frame = first <= last
-    drops = {"out_of_range": int((~inside).sum()), "imu_gap": int((inside & ~no_gap).sum()),
-             "no_frame": int((inside & no_gap & ~has_frame).sum())}
-    return inside & no_gap & has_frame, np.stack([first, middle, last], axis=1), drops
-
-
 def _window_imu(rec, starts, cfg):
     """IMU of each window on the model grid: (Nw,) starts -> (Nw, 6, T) float32."""
     T = cfg.num_samples
@@ -411,6 +372,45 @@ def _class_names(recs):
     if len(names) > 1:
         raise DataError(f"{recs[0].path.parent}: recordings disagree on meta.json class_names: {sorted(names)}")
     return names.pop() if names else tuple(ACTIVITIES)
+
+
+def _index_windows(rec, cfg, class_names):
+    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
+    (Nw,) cleaned ("" in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU
+    or the video, an IMU gap, no frame inside, a narration that cleans to ""."""
+    w, eps, t, ft = cfg.window_sec, 1e-6, rec.imu_t, rec.frames_t
+    lo, hi = max(t[0], ft[0]), min(t[-1], ft[-1])  # the span covered by both the IMU and the video
+    if cfg.mode == "narration":
+        starts = np.array([float(n["t"]) for n in rec.narrations], dtype=np.float64) - w / 2  # (Nw,)
+        texts = np.array([clean_narration(n["text"]) for n in rec.narrations], dtype=object)
+    else:
+        count = int(np.floor((hi - lo - w) / cfg.stride_sec + 1e-9)) + 1
+        starts = lo + cfg.stride_sec * np.arange(max(count, 0))  # (Nw,)
+        texts = np.full(len(starts), "", dtype=object)
+    inside = (starts >= lo - eps) & (starts + w <= hi + eps)
+    # gap g spans t[g] .. t[g + 1]; a window has one when a gap lies between the last sample at or before its
+    # start and the first sample at or after its end
+    gaps = np.flatnonzero(np.diff(t) > cfg.max_gap_sec)
+    i0 = np.searchsorted(t, starts, side="right") - 1
+    i1 = np.searchsorted(t, starts + w, side="left")
+    no_gap = np.searchsorted(gaps, i1) == np.searchsorted(gaps, i0)
+    first = np.searchsorted(ft, starts - eps)  # (Nw,) first frame at or after the start
+    last = np.searchsorted(ft, starts + w - eps) - 1  # last frame before the end
+    centre = starts + w / 2
+    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)  # the two frames around the centre
+    left = np.maximum(right - 1, 0)
+    middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
+    keep = inside & no_gap & (first <= last)
+    drops = {"out_of_range": int((~inside).sum()), "imu_gap": int((inside & ~no_gap).sum()),
+             "no_frame": int((inside & no_gap & (first > last)).sum())}
+    if cfg.mode == "narration":
+        drops["empty_text"] = int((keep & (texts == "")).sum())
+        keep &= texts != ""
+    frames = np.stack([first, middle, last], axis=1)[keep]  # (Nw, 3)
+    frames = frames[:, 1:2] if cfg.video_mode == "clip_1frame" else frames  # middle | first, middle, last
+    starts = starts[keep]
+    labels = _window_labels(rec, starts, w, class_names)
+    return starts, _window_imu(rec, starts, cfg), labels, frames, texts[keep], drops
 
 
 def split_of(recording_id: str, cfg: WindowConfig) -> str:
@@ -451,21 +451,6 @@ def cache_fingerprint(paths, cfg, clip):
     key = {"version": CACHE_VERSION, "window": window, "clip": clip.fingerprint,
            "recordings": [_recording_fingerprint(Path(p)) for p in paths]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def _index_windows(rec, cfg, class_names):
-    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
-    (Nw,) cleaned ("" in sliding mode), and the drop counts. Narration windows whose text cleans to "" drop."""
-    starts, raw_texts = _candidate_starts(rec, cfg)
-    keep, frames, drops = _select_windows(rec, starts, cfg)
-    texts = np.array([clean_narration(t) for t in raw_texts] if raw_texts else [""] * len(starts), dtype=object)
-    if raw_texts is not None:
-        drops["empty_text"] = int((keep & (texts == "")).sum())
-        keep &= texts != ""
-    frames = frames[keep][:, 1:2] if cfg.video_mode == "clip_1frame" else frames[keep]  # middle | first/mid/last
-    starts = starts[keep]
-    labels = _window_labels(rec, starts, cfg.window_sec, class_names)
-    return starts, _window_imu(rec, starts, cfg), labels, frames, texts[keep], drops
 
 
 def _build_cache(cache, paths, cfg, clip):
@@ -1094,9 +1079,10 @@ def _run_ego4d(args):
     print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
 
 
-def _add_commands(sub):
-    """The five subcommands; the world is imported only by synth and show."""
-    import world
+def main(argv=None):
+    import world  # for its flags
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
@@ -1127,12 +1113,6 @@ def _add_commands(sub):
     p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
     p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
     p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_commands(sub)
     args = parser.parse_args(argv)
     try:
         out = Path(args.out)  # a directory for synth, ego4d and aria; a file for show and export-labelled
