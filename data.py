@@ -57,7 +57,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
+        pass
     return True
 
 
@@ -165,30 +165,24 @@ def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, s
 
 
 def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
-    """Validate and write one recording atomically (a temporary directory renamed into place).
-
-    `meta` fills or overrides the defaults (source, rates estimated from the timestamps, units, ...).
-    """
+    """Validate and write one recording atomically (a temporary directory renamed into place). `meta` fills or
+    overrides the defaults (source, rates estimated from the timestamps, units, ...)."""
     path = Path(path)
     imu, imu_t = np.ascontiguousarray(imu, np.float32), np.ascontiguousarray(imu_t, np.float64)
     frames, frames_t = np.ascontiguousarray(frames), np.ascontiguousarray(frames_t, np.float64)
-    files = ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")
     narrations, segments = list(narrations), [dict(g) for g in segments]
     _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=" (to write)")
     narrations = [{"t": float(n["t"]), "text": n["text"]} for n in narrations]
-    full_meta = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
-        "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
-        "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
-        "duration_sec": float(max(imu_t[-1], frames_t[-1])),
-        "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
-        "scene": None, "seed": None, "person": None,
-    }
-    full_meta.update(meta or {})
+    full_meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
+                 "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
+                 "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
+                 "duration_sec": float(max(imu_t[-1], frames_t[-1])),
+                 "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
+                 "scene": None, "seed": None, "person": None, **(meta or {})}
 
     def write(tmp):
         tmp.mkdir()
-        for name, a in zip(files, (imu, imu_t, frames, frames_t)):
+        for name, a in zip(("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy"), (imu, imu_t, frames, frames_t)):
             np.save(tmp / name, a)
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
         (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
@@ -200,8 +194,7 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
 
 def _load(path):
     """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
+    _need(path.is_file(), f"{path}: missing file")
     try:
         if path.suffix == ".json":
             return json.loads(path.read_text())
@@ -214,8 +207,7 @@ def _load(path):
 def read_recording(path):
     """Open and validate one recording directory; DataError names the bad file and the problem."""
     path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"{path}: not a recording directory")
+    _need(path.is_dir(), f"{path}: not a recording directory")
     meta = _load(path / "meta.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
@@ -233,11 +225,9 @@ def read_recording(path):
 def list_recordings(root):
     """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such dataset directory")
+    _need(root.is_dir(), f"{root}: no such dataset directory")
     found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    if not found:
-        raise DataError(f"{root}: no recordings in this dataset directory")
+    _need(found, f"{root}: no recordings in this dataset directory")
     return found
 
 
@@ -353,12 +343,11 @@ def _window_labels(rec, starts, window_sec, class_names):
     labels = np.full(len(starts), -1, dtype=np.int64)
     if not rec.segments or not len(starts):
         return labels
-    try:
-        seg = np.array([[float(s["start"]), float(s["end"])] for s in rec.segments])  # (S, 2)
-        cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{rec.path / 'segments.json'}: bad segment ({e}); labels must be one of "
-                        f"{list(class_names)}") from None
+    unknown = sorted({s["label"] for s in rec.segments} - set(class_names))  # (the rest _check_recording checked)
+    _need(not unknown, f"{rec.path / 'segments.json'}: bad segment label(s) {unknown}; labels must be one of "
+          f"{list(class_names)}")
+    seg = np.array([[s["start"], s["end"]] for s in rec.segments], dtype=np.float64)  # (S, 2)
+    cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
     overlap = np.minimum(starts[:, None] + window_sec, seg[None, :, 1]) - np.maximum(starts[:, None], seg[None, :, 0])
     overlap = np.clip(overlap, 0.0, None)  # (Nw, S) seconds of each segment inside each window
     cover = overlap @ np.eye(len(class_names))[cls]  # (Nw, C) seconds of each class
@@ -655,16 +644,14 @@ def export_labelled(root, out, cfg=None):
     """Export the sliding windows of a dataset that have an activity label as a labelled-IMU .npz.
     Windows of the recordings in the test split of cfg are "test", the others "train"; no CLIP needed."""
     cfg = replace(cfg or WindowConfig(), mode="sliding")
-    paths = list_recordings(root)
-    recs = [read_recording(p) for p in paths]
+    recs = [read_recording(p) for p in list_recordings(root)]
     class_names = _class_names(recs)
     n = sum(max(0, int((min(r.imu_t[-1], r.frames_t[-1]) - cfg.window_sec) / cfg.stride_sec) + 1) for r in recs)
     if n * 6 * cfg.num_samples * 4 > MAX_EXPORT_BYTES:  # refused before anything is allocated
         raise DataError(f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
                         f"({n * 6 * cfg.num_samples * 4 / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; "
                         f"use a larger --stride-sec")
-    imu, labels, split = [], [], []
-    report = {"recordings": len(recs), "unlabelled": 0}
+    imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
         _, rec_imu, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
         report["unlabelled"] += int((rec_labels < 0).sum())
@@ -679,10 +666,8 @@ def export_labelled(root, out, cfg=None):
     def write(tmp):
         with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name
             np.savez(f, **arrays)
-
     atomic_write(out, write)
-    report["exported"] = len(labels)
-    report["per_class"] = {c: int((labels == i).sum()) for i, c in enumerate(class_names)}
+    report.update(exported=len(labels), per_class={c: int((labels == i).sum()) for i, c in enumerate(class_names)})
     return report
 
 
@@ -750,16 +735,14 @@ def _decode_video(mp4, size, tmp_dir):
     """Decode an mp4 with the ffmpeg CLI at EGO4D_FPS, centre square crop, resized to size x size:
     -> uint8 array (F, size, size, 3) memory-mapped from a raw file in tmp_dir (caller removes it)."""
     ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise DataError(f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on "
-                        f"PATH; install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
+    _need(ffmpeg, f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on PATH; "
+          f"install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
     raw = Path(tmp_dir) / f"{mp4.stem}.rgb"
     vf = f"fps={EGO4D_FPS:g},crop='min(iw,ih)':'min(iw,ih)',scale={size}:{size}"
     cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(mp4), "-vf", vf,
            "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    frame_bytes = size * size * 3
-    n = raw.stat().st_size // frame_bytes if raw.exists() else 0
+    n = raw.stat().st_size // (size * size * 3) if raw.exists() else 0  # whole frames decoded
     if proc.returncode != 0 or n == 0:
         why = (proc.stderr.strip().splitlines() or ["no frames decoded"])[-1]
         raise DataError(f"{mp4}: ffmpeg could not decode it ({why})")
