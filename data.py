@@ -209,12 +209,10 @@ def read_recording(path):
     path = Path(path)
     _need(path.is_dir(), f"{path}: not a recording directory")
     meta = _load(path / "meta.json")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise DataError(f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise DataError(f"{path / 'meta.json'}: unsupported version {meta.get('version')!r} "
-                        f"(this reader knows {FORMAT_VERSION})")
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    _need(found == FORMAT_NAME, f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
+    _need(meta.get("version") == FORMAT_VERSION, f"{path / 'meta.json'}: unsupported version "
+          f"{meta.get('version')!r} (this reader knows {FORMAT_VERSION})")
     arrays = [_load(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
     narrations = _load(path / "narrations.json")
     segments = _load(path / "segments.json") if (path / "segments.json").exists() else []
@@ -275,13 +273,13 @@ class WindowConfig:
     test_frac: float = flag(0.15, "fraction of recordings held out for testing")
 
     def __post_init__(self):
-        if self.mode not in ("narration", "sliding") or self.video_mode not in ("clip_1frame", "clip_avg_frames"):
-            raise DataError(f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
-        if not all(math.isfinite(x) and x > 0 for x in (self.window_sec, self.rate_hz, self.stride_sec,
-                                                         self.max_gap_sec)):
-            raise DataError("window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
-        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
-            raise DataError("val_frac and test_frac must be in [0, 1) with a sum below 1")
+        _need(self.mode in ("narration", "sliding") and self.video_mode in ("clip_1frame", "clip_avg_frames"),
+              f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
+        positive = (self.window_sec, self.rate_hz, self.stride_sec, self.max_gap_sec)
+        _need(all(math.isfinite(x) and x > 0 for x in positive),
+              "window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
+        _need(0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+              "val_frac and test_frac must be in [0, 1) with a sum below 1")
 
     @property
     def num_samples(self) -> int:
@@ -328,14 +326,6 @@ def resample(x, t, t_out, rate_hz=None):
     j = np.clip(np.searchsorted(t, t_out, side="right") - 1, 0, len(t) - 2)  # (M,) left neighbour
     w = np.clip((t_out - t[j]) / (t[j + 1] - t[j]), 0.0, 1.0)[:, None]  # (M, 1) weight of the right one
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
-
-
-def _window_imu(rec, starts, cfg):
-    """IMU of each window on the model grid: (Nw,) starts -> (Nw, 6, T) float32."""
-    T = cfg.num_samples
-    t_out = starts[:, None] + np.arange(T)[None, :] / cfg.rate_hz  # (Nw, T) sample times
-    x = resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz)  # (Nw * T, 6)
-    return x.reshape(len(starts), T, 6).transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
 
 
 def _window_labels(rec, starts, window_sec, class_names):
@@ -398,8 +388,10 @@ def _index_windows(rec, cfg, class_names):
     frames = np.stack([first, middle, last], axis=1)[keep]  # (Nw, 3)
     frames = frames[:, 1:2] if cfg.video_mode == "clip_1frame" else frames  # middle | first, middle, last
     starts = starts[keep]
-    labels = _window_labels(rec, starts, w, class_names)
-    return starts, _window_imu(rec, starts, cfg), labels, frames, texts[keep], drops
+    t_out = starts[:, None] + np.arange(cfg.num_samples) / cfg.rate_hz  # (Nw, T) sample times
+    imu = resample(rec.imu, t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)  # (Nw, T, 6)
+    imu = imu.transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
+    return starts, imu, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops
 
 
 def split_of(recording_id: str, cfg: WindowConfig) -> str:
@@ -526,8 +518,8 @@ class WindowDataset:
         self.root, self.split, self.cfg = Path(root), split, cfg
         paths = list_recordings(self.root)
         self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{cache_fingerprint(paths, cfg, clip)[:24]}"
-        if self.cache_path.parent.exists() and not self.cache_path.parent.is_dir():
-            raise DataError(f"{self.cache_path.parent}: the cache directory is a file; remove it")
+        _need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
+              f"{self.cache_path.parent}: the cache directory is a file; remove it")
         loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         self.cache_reused = loaded is not None
         if loaded is None:
@@ -647,10 +639,9 @@ def export_labelled(root, out, cfg=None):
     recs = [read_recording(p) for p in list_recordings(root)]
     class_names = _class_names(recs)
     n = sum(max(0, int((min(r.imu_t[-1], r.frames_t[-1]) - cfg.window_sec) / cfg.stride_sec) + 1) for r in recs)
-    if n * 6 * cfg.num_samples * 4 > MAX_EXPORT_BYTES:  # refused before anything is allocated
-        raise DataError(f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
-                        f"({n * 6 * cfg.num_samples * 4 / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; "
-                        f"use a larger --stride-sec")
+    size = n * 6 * cfg.num_samples * 4  # bytes of float32 IMU, refused before anything is allocated
+    _need(size <= MAX_EXPORT_BYTES, f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
+          f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
     imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
         _, rec_imu, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
@@ -868,8 +859,7 @@ def _upright_turns(path, calib, R_dev_cam):
     (90 degrees clockwise); Gen2's upright frames give k = 0."""
     up = R_dev_cam.T @ calib.get_transform_device_cpf().rotation().to_matrix()[:, 1]  # (3,) in camera coords
     k = [k for k in range(4) if (_quarter_turns(k) @ up)[1] < -0.7]
-    if not k:
-        raise DataError(f"{path}: the calibration's up direction {np.round(up, 2)} is along no image axis")
+    _need(k, f"{path}: the calibration's up direction {np.round(up, 2)} is along no image axis")
     return k[0]
 
 
@@ -907,12 +897,10 @@ def _read_speech(path, t0_ns, duration):
 def _aria_stream(path, provider, label, need):
     """The stream ID of `label` in this file, which must hold at least `need` records."""
     labels = [provider.get_label_from_stream_id(s) for s in provider.get_all_streams()]
-    if label not in labels:
-        raise DataError(f"{path}: no {label} stream (it has {', '.join(map(str, labels))})")
+    _need(label in labels, f"{path}: no {label} stream (it has {', '.join(map(str, labels))})")
     sid = provider.get_stream_id_from_label(label)
-    if provider.get_num_data(sid) < need:
-        raise DataError(f"{path}: the {label} stream holds {provider.get_num_data(sid)} record(s), needs at least "
-                        f"{need} (a truncated file?)")
+    _need(provider.get_num_data(sid) >= need, f"{path}: the {label} stream holds {provider.get_num_data(sid)} "
+          f"record(s), needs at least {need} (a truncated file?)")
     return sid
 
 
@@ -921,21 +909,19 @@ def _read_vrs(path, imu_label, size):
     from projectaria_tools.core import data_provider
     from projectaria_tools.core.sensor_data import TimeDomain
     provider = data_provider.create_vrs_data_provider(str(path))
-    if provider is None:
-        raise DataError(f"{path}: not a readable VRS file")
+    _need(provider is not None, f"{path}: not a readable VRS file")
     imu_sid, rgb_sid = _aria_stream(path, provider, imu_label, 2), _aria_stream(path, provider, ARIA_RGB, 1)
     calib = provider.get_device_calibration()
     imu_cal = calib and calib.get_imu_calib(imu_label)
-    if imu_cal is None or calib.get_camera_calib(ARIA_RGB) is None:
-        raise DataError(f"{path}: no device calibration for {imu_label} and {ARIA_RGB}")
+    _need(imu_cal is not None and calib.get_camera_calib(ARIA_RGB) is not None,
+          f"{path}: no device calibration for {imu_label} and {ARIA_RGB}")
     R_dev_cam = calib.get_camera_calib(ARIA_RGB).get_transform_device_camera().rotation().to_matrix()
     k = _upright_turns(path, calib, R_dev_cam)
     # imu -> device -> camera -> upright image; specific force and angular velocity rotate alike
     R = _quarter_turns(k) @ R_dev_cam.T @ imu_cal.get_transform_device_imu().rotation().to_matrix()
     samples = [provider.get_imu_data_by_index(imu_sid, i) for i in range(provider.get_num_data(imu_sid))]
     valid = [s for s in samples if s.accel_valid and s.gyro_valid]
-    if len(valid) < 2:
-        raise DataError(f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
+    _need(len(valid) >= 2, f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
     imu = np.array([np.concatenate([imu_cal.raw_to_rectified_accel(np.array(s.accel_msec2)).ravel(),
                                     imu_cal.raw_to_rectified_gyro(np.array(s.gyro_radsec)).ravel()])
                     for s in valid]).reshape(-1, 2, 3)  # (N, 2, 3): acc, gyro in the IMU's frame
@@ -959,15 +945,12 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     after its folder). IMU at its native rate, times in seconds since the recording's first record. -> report."""
     vrs_files, out = [Path(v) for v in vrs_files], Path(out)
     for v in vrs_files + ([Path(narrations)] if narrations else []):
-        if not v.is_file():
-            raise DataError(f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
-    if size < 1:
-        raise DataError(f"--size must be a positive number of pixels, got {size}")
-    if narrations is not None and len(vrs_files) != 1:
-        raise DataError(f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
+        _need(v.is_file(), f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
+    _need(size >= 1, f"--size must be a positive number of pixels, got {size}")
+    _need(narrations is None or len(vrs_files) == 1,
+          f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
     ids = [v.parent.name if v.stem == "recording" else v.stem for v in vrs_files]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"two VRS files would make the same recording id: {ids}")
+    _need(len(set(ids)) == len(ids), f"two VRS files would make the same recording id: {ids}")
     report = {}
     for vrs, rec_id in zip(vrs_files, ids):
         with tempfile.TemporaryFile("w+", errors="replace") as log:
@@ -1029,9 +1012,8 @@ def config_from(cls, args: argparse.Namespace):
 def _run_synth(args):
     import world
     existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
-    if existing and not args.overwrite:
-        raise DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from one "
-                        f"run of synth (pass --overwrite to replace them)")
+    _need(not existing or args.overwrite, f"--out {args.out}: already holds {len(existing)} recordings; a dataset "
+          f"must come from one run of synth (pass --overwrite to replace them)")
     for p in existing + [args.out / ".cache"]:
         shutil.rmtree(p, ignore_errors=True)
     start = time.perf_counter()
@@ -1051,9 +1033,8 @@ def _run_export_labelled(args):
     cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
     from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
     shortest = IMUEncoder(IMUEncoderConfig()).min_samples()
-    if cfg.num_samples < shortest:
-        raise DataError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives {cfg.num_samples} "
-                        f"samples; the IMU encoder needs at least {shortest}")
+    _need(cfg.num_samples >= shortest, f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
+          f"{cfg.num_samples} samples; the IMU encoder needs at least {shortest}")
     print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
