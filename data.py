@@ -741,16 +741,16 @@ def _decode_video(mp4, size, tmp_dir):
 
 
 def _ego4d_narrations(path, narr_json, uid):
-    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time."""
-    entry = narr_json.get(uid, {})
-    total, kept = 0, []
+    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time; -> (those,
+    the number of entries)."""
+    entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
             narrations = (entry.get(pass_name) or {}).get("narrations", [])
         except AttributeError:
             raise DataError(f"{path}: video {uid}'s {pass_name} is not an object with a narrations list") from None
+        total += len(narrations)
         for n in narrations:
-            total += 1
             try:
                 text, t = str(n["narration_text"]), float(n["timestamp_sec"])
             except (KeyError, TypeError, ValueError):
@@ -783,37 +783,32 @@ def import_ego4d(root, out, videos=None, size=224):
     made = not out.exists()
     try:
         for uid in videos:
-            report["videos"][uid] = _import_ego4d_video(root, out, uid, imu_dir, size, narr_path, narr_json)
+            csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
+            _need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
+            _need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+            t_ms, values = _read_ego4d_csv(csv_path)
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
+                frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
+                frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
+                duration = len(frames) / EGO4D_FPS
+                imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
+                narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
+                rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
+                meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS,
+                        "duration_sec": duration,
+                        "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
+                        "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
+                        "ego4d": {"video_uid": uid, "import": rep}}
+                write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
+            report["videos"][uid] = rep
+            print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
+                  f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed import leaves no empty dataset directory behind
         raise
     return report
-
-
-def _import_ego4d_video(root, out, uid, imu_dir, size, narr_path, narr_json):
-    """One Ego4D video -> out/<uid>; -> its import report."""
-    csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
-    _need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
-    _need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
-    t_ms, values = _read_ego4d_csv(csv_path)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
-        frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
-        frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
-        duration = len(frames) / EGO4D_FPS
-        imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
-        narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
-        rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-        meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS,
-                "duration_sec": duration,
-                "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
-                "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                "ego4d": {"video_uid": uid, "import": rep}}
-        write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
-    print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
-          f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
-    return rep
 
 
 # ==============================================================================================================
