@@ -313,9 +313,7 @@ def resample(x, t, t_out, rate_hz=None):
     and the encoder's first convolution is a learned filter on top of it. Times outside t hold the edge
     value (callers drop windows that run past the ends before resampling).
     """
-    x = np.asarray(x, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    t_out = np.asarray(t_out, dtype=np.float64)
+    x, t, t_out = (np.asarray(a, dtype=np.float64) for a in (x, t, t_out))
     if len(t) < 2:
         raise ValueError("resampling needs at least two source samples")
     if rate_hz is not None:
@@ -341,8 +339,7 @@ def _window_labels(rec, starts, window_sec, class_names):
     overlap = np.minimum(starts[:, None] + window_sec, seg[None, :, 1]) - np.maximum(starts[:, None], seg[None, :, 0])
     overlap = np.clip(overlap, 0.0, None)  # (Nw, S) seconds of each segment inside each window
     cover = overlap @ np.eye(len(class_names))[cls]  # (Nw, C) seconds of each class
-    best = cover.argmax(axis=1)
-    return np.where(cover.max(axis=1) > 0, best, labels)
+    return np.where(cover.max(axis=1) > 0, cover.argmax(axis=1), labels)
 
 
 def _class_names(recs):
@@ -529,9 +526,8 @@ class WindowDataset:
             loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         arrays, index = loaded
         sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in index["recording_ids"]])
-        if not len(sel):
-            raise DataError(f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings "
-                            f"hashes into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
+        _need(len(sel), f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes "
+              f"into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
         self.imu = arrays["imu"][sel]  # (N, 6, T) float32
         self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
         self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
