@@ -455,8 +455,7 @@ def _build_cache(cache, paths, cfg, clip):
         print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
     report = {"recordings": len(recs), "candidates": len(window_ids) + sum(dropped.values()),
               "kept": len(window_ids), "dropped": dict(dropped)}
-    if not window_ids:
-        raise DataError(f"{Path(paths[0]).parent}: no window survived ({report})")
+    _need(window_ids, f"{Path(paths[0]).parent}: no window survived ({report})")
     arrays = {"imu": np.concatenate(imu),  # (N, 6, T) float32
               "labels": np.concatenate(labels),  # (N,) int64
               "video_emb": np.concatenate(video_emb).astype(np.float32)}  # (N, D)
