@@ -1,11 +1,10 @@
-"""Data for IMU2CLIP: recordings, windows with cached CLIP embeddings, Ego4D import.
+"""Data for IMU2CLIP: recordings, windows with cached CLIP embeddings, Ego4D and Aria import.
 
-Recordings (section 1). Every source (synthetic, Ego4D, your own data) is converted into one on-disk format,
-a directory per recording whose arrays are memory-mapped (np.load(mmap_mode="r")):
+Every source (the synthetic world in world/, Ego4D, Aria, your own data) is converted into one format, a directory
+per recording whose arrays are memory-mapped; read_recording validates one, write_recording writes one atomically:
 
     DATASET_ROOT/<recording_id>/   names starting with "." or "_" are not recordings
-        meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame,
-                         scene, seed, person (the synthetic world adds its camera, IMU bias and noise)
+        meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame, ...
         imu.npy          (N, 6) float32: ax, ay, az [m/s^2, specific force], gx, gy, gz [rad/s], sensor frame
         imu_t.npy        (N,) float64 seconds since the start, strictly increasing
         frames.npy       (F, H, W, 3) uint8 RGB
@@ -13,29 +12,15 @@ a directory per recording whose arrays are memory-mapped (np.load(mmap_mode="r")
         narrations.json  [{"t": 12.3, "text": "#C C walks along the path in the park"}, ...]  (raw Ego4D style)
         segments.json    optional: [{"start": 0.0, "end": 8.2, "label": "walking"}, ...]
 
-read_recording validates one (missing file, shape, dtype, NaN, non-monotonic timestamps) and raises DataError
-naming the file; write_recording writes one atomically (a temporary directory renamed into place).
-
-The synthetic egocentric world, the stand-in for Ego4D/Aria (paper section 4.1), lives in world/ (see its
-docstring) and writes its recordings through write_recording; data.py imports it only to run these commands:
+A window (paper section 3) is [t - w/2, t + w/2] around a narration, or a sliding window; its IMU is resampled
+to a fixed rate, giving (6, rate * w) float32. CLIP is frozen, so the embeddings of each window's frame(s) and
+narration are computed once and cached under DATASET_ROOT/.cache; WindowDataset serves them to training.
 
     python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
     python data.py show data/synthetic/syn000_park --out preview.png   (any recording)
-
-default_dataset() (what train.py uses without --data) generates world's default dataset when it is missing:
-48 recordings x 2 min at 48x48 px, about 440 MB, in about 25 s on 2 idle cores.
-
-Windows and the embedding cache (section 2; paper section 3 and its note on pre-processing every medium into
-equal-length parallel windows). A window is [t - w/2, t + w/2] around a narration (default w = 5 s), or a
-sliding window for IMU<->video only. Its IMU is resampled by linear interpolation to a fixed rate (200 Hz),
-giving (6, rate * w) float32; windows past the ends or with IMU gaps are dropped and counted, never zero-filled.
-The split is by recording. CLIP is frozen, so the CLIP embedding of each window's frame(s) and of each distinct
-narration is computed once and cached as .npy under DATASET_ROOT/.cache, keyed by a fingerprint of the
-recordings, the window parameters and the CLIP weights; training then never runs CLIP. WindowDataset serves the
-cached arrays (its .batch is the training fast path); load_labelled reads the labelled-IMU .npz format.
-
     python data.py export-labelled data/synthetic --out labelled.npz
     python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
+    python data.py aria recording.vrs --out data/aria [--narrations speech.csv]   (needs projectaria-tools)
 """
 
 
@@ -44,7 +29,6 @@ import collections
 import contextlib
 import glob
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -73,7 +57,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
+        pass
     return True
 
 
@@ -181,30 +165,24 @@ def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, s
 
 
 def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
-    """Validate and write one recording atomically (a temporary directory renamed into place).
-
-    `meta` fills or overrides the defaults (source, rates estimated from the timestamps, units, ...).
-    """
+    """Validate and write one recording atomically (a temporary directory renamed into place). `meta` fills or
+    overrides the defaults (source, rates estimated from the timestamps, units, ...)."""
     path = Path(path)
     imu, imu_t = np.ascontiguousarray(imu, np.float32), np.ascontiguousarray(imu_t, np.float64)
     frames, frames_t = np.ascontiguousarray(frames), np.ascontiguousarray(frames_t, np.float64)
-    files = ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")
     narrations, segments = list(narrations), [dict(g) for g in segments]
     _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=" (to write)")
     narrations = [{"t": float(n["t"]), "text": n["text"]} for n in narrations]
-    full_meta = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
-        "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
-        "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
-        "duration_sec": float(max(imu_t[-1], frames_t[-1])),
-        "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
-        "scene": None, "seed": None, "person": None,
-    }
-    full_meta.update(meta or {})
+    full_meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "unknown",
+                 "imu_rate_hz": float((len(imu_t) - 1) / (imu_t[-1] - imu_t[0])),
+                 "video_fps": float((len(frames_t) - 1) / (frames_t[-1] - frames_t[0])) if len(frames_t) > 1 else 0.0,
+                 "duration_sec": float(max(imu_t[-1], frames_t[-1])),
+                 "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
+                 "scene": None, "seed": None, "person": None, **(meta or {})}
 
     def write(tmp):
         tmp.mkdir()
-        for name, a in zip(files, (imu, imu_t, frames, frames_t)):
+        for name, a in zip(("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy"), (imu, imu_t, frames, frames_t)):
             np.save(tmp / name, a)
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
         (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
@@ -214,39 +192,30 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
     return path
 
 
-def _read_json(path):
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
+def _load(path):
+    """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
+    _need(path.is_file(), f"{path}: missing file")
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not readable JSON ({e})") from None
-
-
-def _load_npy(path):
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
-    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    except (OSError, UnicodeDecodeError, ValueError, EOFError) as e:
+        what = "readable JSON" if path.suffix == ".json" else "a readable .npy array"
+        raise DataError(f"{path}: not {what} ({e})") from None
 
 
 def read_recording(path):
     """Open and validate one recording directory; DataError names the bad file and the problem."""
     path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"{path}: not a recording directory")
-    meta = _read_json(path / "meta.json")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise DataError(f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise DataError(f"{path / 'meta.json'}: unsupported version {meta.get('version')!r} "
-                        f"(this reader knows {FORMAT_VERSION})")
-    arrays = [_load_npy(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
-    narrations = _read_json(path / "narrations.json")
-    segments = _read_json(path / "segments.json") if (path / "segments.json").exists() else []
+    _need(path.is_dir(), f"{path}: not a recording directory")
+    meta = _load(path / "meta.json")
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    _need(found == FORMAT_NAME, f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
+    _need(meta.get("version") == FORMAT_VERSION, f"{path / 'meta.json'}: unsupported version "
+          f"{meta.get('version')!r} (this reader knows {FORMAT_VERSION})")
+    arrays = [_load(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
+    narrations = _load(path / "narrations.json")
+    segments = _load(path / "segments.json") if (path / "segments.json").exists() else []
     _check_recording(path, *arrays, narrations, segments)
     return Recording(path, path.name, meta, *arrays, narrations, segments)
 
@@ -254,11 +223,9 @@ def read_recording(path):
 def list_recordings(root):
     """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such dataset directory")
+    _need(root.is_dir(), f"{root}: no such dataset directory")
     found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    if not found:
-        raise DataError(f"{root}: no recordings in this dataset directory")
+    _need(found, f"{root}: no recordings in this dataset directory")
     return found
 
 
@@ -306,13 +273,13 @@ class WindowConfig:
     test_frac: float = flag(0.15, "fraction of recordings held out for testing")
 
     def __post_init__(self):
-        if self.mode not in ("narration", "sliding") or self.video_mode not in ("clip_1frame", "clip_avg_frames"):
-            raise DataError(f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
-        if not all(math.isfinite(x) and x > 0 for x in (self.window_sec, self.rate_hz, self.stride_sec,
-                                                         self.max_gap_sec)):
-            raise DataError("window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
-        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
-            raise DataError("val_frac and test_frac must be in [0, 1) with a sum below 1")
+        _need(self.mode in ("narration", "sliding") and self.video_mode in ("clip_1frame", "clip_avg_frames"),
+              f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
+        positive = (self.window_sec, self.rate_hz, self.stride_sec, self.max_gap_sec)
+        _need(all(math.isfinite(x) and x > 0 for x in positive),
+              "window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
+        _need(0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+              "val_frac and test_frac must be in [0, 1) with a sum below 1")
 
     @property
     def num_samples(self) -> int:
@@ -346,9 +313,7 @@ def resample(x, t, t_out, rate_hz=None):
     and the encoder's first convolution is a learned filter on top of it. Times outside t hold the edge
     value (callers drop windows that run past the ends before resampling).
     """
-    x = np.asarray(x, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    t_out = np.asarray(t_out, dtype=np.float64)
+    x, t, t_out = (np.asarray(a, dtype=np.float64) for a in (x, t, t_out))
     if len(t) < 2:
         raise ValueError("resampling needs at least two source samples")
     if rate_hz is not None:
@@ -361,74 +326,20 @@ def resample(x, t, t_out, rate_hz=None):
     return x[j] * (1.0 - w) + x[j + 1] * w  # (M, K)
 
 
-def _candidate_starts(rec, cfg):
-    """Window starts (Nw,) and their narration texts (raw; None in sliding mode) for one recording."""
-    if cfg.mode == "narration":
-        t = np.array([float(n["t"]) for n in rec.narrations], dtype=np.float64)
-        return t - cfg.window_sec / 2, [n["text"] for n in rec.narrations]
-    lo, hi = _span(rec)
-    count = int(np.floor((hi - lo - cfg.window_sec) / cfg.stride_sec + 1e-9)) + 1
-    return lo + cfg.stride_sec * np.arange(max(count, 0)), None
-
-
-def _span(rec):
-    """The time span covered by both the IMU and the video of a recording."""
-    return max(rec.imu_t[0], rec.frames_t[0]), min(rec.imu_t[-1], rec.frames_t[-1])
-
-
-def _select_windows(rec, starts, cfg):
-    """Keep-mask (Nw,) of windows that lie inside the recording, have no IMU gap and contain a frame,
-    plus the frame indices (Nw, 3): first, middle (nearest the centre) and last frame of each window."""
-    w, eps = cfg.window_sec, 1e-6
-    lo, hi = _span(rec)
-    inside = (starts >= lo - eps) & (starts + w <= hi + eps)
-    # an IMU gap is a difference between consecutive timestamps above max_gap_sec; a window has one when
-    # a gap lies between the last sample at or before its start and the first sample at or after its end
-    gaps = np.flatnonzero(np.diff(rec.imu_t) > cfg.max_gap_sec)  # gap g spans imu_t[g] .. imu_t[g + 1]
-    i0 = np.searchsorted(rec.imu_t, starts, side="right") - 1
-    i1 = np.searchsorted(rec.imu_t, starts + w, side="left")
-    no_gap = np.searchsorted(gaps, i1, side="left") == np.searchsorted(gaps, i0, side="left")
-    ft = rec.frames_t
-    first = np.searchsorted(ft, starts - eps, side="left")  # (Nw,) first frame at or after the start
-    last = np.searchsorted(ft, starts + w - eps, side="left") - 1  # last frame before the end
-    centre = starts + w / 2
-    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)
-    left = np.clip(right - 1, 0, len(ft) - 1)
-    middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
-    has_frame = first <= last
-    frames = np.stack([first, middle, last], axis=1)  # (Nw, 3)
-    drops = {
-        "out_of_range": int((~inside).sum()),
-        "imu_gap": int((inside & ~no_gap).sum()),
-        "no_frame": int((inside & no_gap & ~has_frame).sum()),
-    }
-    return inside & no_gap & has_frame, frames, drops
-
-
-def _window_imu(rec, starts, cfg):
-    """IMU of each window on the model grid: (Nw,) starts -> (Nw, 6, T) float32."""
-    T = cfg.num_samples
-    t_out = starts[:, None] + np.arange(T)[None, :] / cfg.rate_hz  # (Nw, T) sample times
-    x = resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz)  # (Nw * T, 6)
-    return x.reshape(len(starts), T, 6).transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
-
-
 def _window_labels(rec, starts, window_sec, class_names):
     """Label of each window (Nw,) int64: the activity covering the largest part of it, -1 when none."""
     labels = np.full(len(starts), -1, dtype=np.int64)
     if not rec.segments or not len(starts):
         return labels
-    try:
-        seg = np.array([[float(s["start"]), float(s["end"])] for s in rec.segments])  # (S, 2)
-        cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{rec.path / 'segments.json'}: bad segment ({e}); labels must be one of "
-                        f"{list(class_names)}") from None
+    unknown = sorted({s["label"] for s in rec.segments} - set(class_names))  # (the rest _check_recording checked)
+    _need(not unknown, f"{rec.path / 'segments.json'}: bad segment label(s) {unknown}; labels must be one of "
+          f"{list(class_names)}")
+    seg = np.array([[s["start"], s["end"]] for s in rec.segments], dtype=np.float64)  # (S, 2)
+    cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
     overlap = np.minimum(starts[:, None] + window_sec, seg[None, :, 1]) - np.maximum(starts[:, None], seg[None, :, 0])
     overlap = np.clip(overlap, 0.0, None)  # (Nw, S) seconds of each segment inside each window
     cover = overlap @ np.eye(len(class_names))[cls]  # (Nw, C) seconds of each class
-    best = cover.argmax(axis=1)
-    return np.where(cover.max(axis=1) > 0, best, labels)
+    return np.where(cover.max(axis=1) > 0, cover.argmax(axis=1), labels)
 
 
 def _class_names(recs):
@@ -437,6 +348,47 @@ def _class_names(recs):
     if len(names) > 1:
         raise DataError(f"{recs[0].path.parent}: recordings disagree on meta.json class_names: {sorted(names)}")
     return names.pop() if names else tuple(ACTIVITIES)
+
+
+def _index_windows(rec, cfg, class_names):
+    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
+    (Nw,) cleaned ("" in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU
+    or the video, an IMU gap, no frame inside, a narration that cleans to ""."""
+    w, eps, t, ft = cfg.window_sec, 1e-6, rec.imu_t, rec.frames_t
+    lo, hi = max(t[0], ft[0]), min(t[-1], ft[-1])  # the span covered by both the IMU and the video
+    if cfg.mode == "narration":
+        starts = np.array([float(n["t"]) for n in rec.narrations], dtype=np.float64) - w / 2  # (Nw,)
+        texts = np.array([clean_narration(n["text"]) for n in rec.narrations], dtype=object)
+    else:
+        count = int(np.floor((hi - lo - w) / cfg.stride_sec + 1e-9)) + 1
+        starts = lo + cfg.stride_sec * np.arange(max(count, 0))  # (Nw,)
+        texts = np.full(len(starts), "", dtype=object)
+    inside = (starts >= lo - eps) & (starts + w <= hi + eps)
+    # gap g spans t[g] .. t[g + 1]; a window has one when a gap lies between the last sample at or before its
+    # start and the first sample at or after its end
+    gaps = np.flatnonzero(np.diff(t) > cfg.max_gap_sec)
+    i0 = np.searchsorted(t, starts, side="right") - 1
+    i1 = np.searchsorted(t, starts + w, side="left")
+    no_gap = np.searchsorted(gaps, i1) == np.searchsorted(gaps, i0)
+    first = np.searchsorted(ft, starts - eps)  # (Nw,) first frame at or after the start
+    last = np.searchsorted(ft, starts + w - eps) - 1  # last frame before the end
+    centre = starts + w / 2
+    right = np.clip(np.searchsorted(ft, centre), 0, len(ft) - 1)  # the two frames around the centre
+    left = np.maximum(right - 1, 0)
+    middle = np.where(np.abs(ft[left] - centre) <= np.abs(ft[right] - centre), left, right)
+    keep = inside & no_gap & (first <= last)
+    drops = {"out_of_range": int((~inside).sum()), "imu_gap": int((inside & ~no_gap).sum()),
+             "no_frame": int((inside & no_gap & (first > last)).sum())}
+    if cfg.mode == "narration":
+        drops["empty_text"] = int((keep & (texts == "")).sum())
+        keep &= texts != ""
+    frames = np.stack([first, middle, last], axis=1)[keep]  # (Nw, 3)
+    frames = frames[:, 1:2] if cfg.video_mode == "clip_1frame" else frames  # middle | first, middle, last
+    starts = starts[keep]
+    t_out = starts[:, None] + np.arange(cfg.num_samples) / cfg.rate_hz  # (Nw, T) sample times
+    imu = resample(rec.imu, t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)  # (Nw, T, 6)
+    imu = imu.transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
+    return starts, imu, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops
 
 
 def split_of(recording_id: str, cfg: WindowConfig) -> str:
@@ -479,58 +431,47 @@ def cache_fingerprint(paths, cfg, clip):
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _index_windows(rec, cfg, class_names):
-    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
-    (Nw,) cleaned ("" in sliding mode), and the drop counts. Narration windows whose text cleans to "" drop."""
-    starts, raw_texts = _candidate_starts(rec, cfg)
-    keep, frames, drops = _select_windows(rec, starts, cfg)
-    texts = np.array([clean_narration(t) for t in raw_texts] if raw_texts else [""] * len(starts), dtype=object)
-    if raw_texts is not None:
-        drops["empty_text"] = int((keep & (texts == "")).sum())
-        keep &= texts != ""
-    frames = frames[keep][:, 1:2] if cfg.video_mode == "clip_1frame" else frames[keep]  # middle | first/mid/last
-    starts = starts[keep]
-    return (starts, _window_imu(rec, starts, cfg), _window_labels(rec, starts, cfg.window_sec, class_names), frames,
-            texts[keep], drops)
-
-
-def _build_cache(paths, cfg, clip):
-    """Index the windows of every recording, embed each needed frame and distinct text once, -> (arrays, index)."""
+def _build_cache(cache, paths, cfg, clip):
+    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache."""
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
-    report = {"recordings": len(recs), "candidates": 0, "kept": 0, "dropped": {}}
-    parts, frame_embs, texts, window_ids, recording_ids, middle = [], [], [], [], [], []
+    imu, labels, video_emb, texts, window_ids, recording_ids, middle = [], [], [], [], [], [], []
+    dropped = collections.Counter()
     for k, rec in enumerate(recs):
-        starts, imu, labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
-        report["candidates"] += len(_candidate_starts(rec, cfg)[0])
-        for reason, n in drops.items():
-            report["dropped"][reason] = report["dropped"].get(reason, 0) + n
+        starts, rec_imu, rec_labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
         needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
         emb = clip.embed_images(np.asarray(rec.frames[needed])) if len(needed) else np.zeros((0, clip.embed_dim))
-        frame_embs.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
-        parts.append((imu, labels))
+        video_emb.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
+        imu.append(rec_imu)
+        labels.append(rec_labels)
         texts += rec_texts.tolist()
         seen = collections.Counter()  # "<recording>@<start>", with "~k" when k earlier narrations coincide
-        for start in starts:
-            wid = f"{rec.id}@{start:.3f}"
+        for wid in (f"{rec.id}@{start:.3f}" for start in starts):
             window_ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
             seen[wid] += 1
         recording_ids += [rec.id] * len(starts)
         middle += frames[:, frames.shape[1] // 2].tolist()
+        dropped.update(drops)
         print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
-    report["kept"] = len(window_ids)
-    if not window_ids:
-        raise DataError(f"{Path(paths[0]).parent}: no window survived ({report})")
-    arrays = {"imu": np.concatenate([p[0] for p in parts]),  # (N, 6, T) float32
-              "labels": np.concatenate([p[1] for p in parts]),  # (N,) int64
-              "video_emb": np.concatenate(frame_embs).astype(np.float32)}  # (N, D)
+    report = {"recordings": len(recs), "candidates": len(window_ids) + sum(dropped.values()),
+              "kept": len(window_ids), "dropped": dict(dropped)}
+    _need(window_ids, f"{Path(paths[0]).parent}: no window survived ({report})")
+    arrays = {"imu": np.concatenate(imu),  # (N, 6, T) float32
+              "labels": np.concatenate(labels),  # (N,) int64
+              "video_emb": np.concatenate(video_emb).astype(np.float32)}  # (N, D)
     if cfg.mode == "narration":
         distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
         report["distinct_texts"] = len(distinct)
         arrays["text_emb"] = clip.embed_texts(distinct.tolist()).astype(np.float32)[inverse]  # (N, D)
     index = {"texts": texts, "window_ids": window_ids, "recording_ids": recording_ids, "middle_frames": middle,
              "class_names": list(class_names), "embed_dim": clip.embed_dim, "report": report}
-    return arrays, index
+
+    def write(tmp):
+        tmp.mkdir()
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", a)
+        (tmp / "index.json").write_text(json.dumps(index))
+    atomic_write(cache, write)
 
 
 def _load_cache(cache, cfg, embed_dim):
@@ -555,15 +496,6 @@ def _load_cache(cache, cfg, embed_dim):
     return arrays, index
 
 
-def _save_cache(cache, arrays, index):
-    def write(tmp):
-        tmp.mkdir()
-        for name, a in arrays.items():
-            np.save(tmp / f"{name}.npy", a)
-        (tmp / "index.json").write_text(json.dumps(index))
-    atomic_write(cache, write)
-
-
 # ==============================================================================================================
 # 4. WindowDataset: what train.py and evaluate.py read
 # ==============================================================================================================
@@ -582,30 +514,27 @@ class WindowDataset:
         self.root, self.split, self.cfg = Path(root), split, cfg
         paths = list_recordings(self.root)
         self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{cache_fingerprint(paths, cfg, clip)[:24]}"
-        if self.cache_path.parent.exists() and not self.cache_path.parent.is_dir():
-            raise DataError(f"{self.cache_path.parent}: the cache directory is a file; remove it")
+        _need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
+              f"{self.cache_path.parent}: the cache directory is a file; remove it")
         loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         self.cache_reused = loaded is not None
         if loaded is None:
             print(f"windows: building the embedding cache {self.cache_path} for {len(paths)} recordings",
                   file=sys.stderr)
-            _save_cache(self.cache_path, *_build_cache(paths, cfg, clip))
+            _build_cache(self.cache_path, paths, cfg, clip)
             loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         arrays, index = loaded
-        rec_ids = np.array(index["recording_ids"], dtype=object)
-        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in rec_ids])
-        if not len(sel):
-            raise DataError(f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings "
-                            f"hashes into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
+        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in index["recording_ids"]])
+        _need(len(sel), f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes "
+              f"into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
         self.imu = arrays["imu"][sel]  # (N, 6, T) float32
         self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
         self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
         self.labels = arrays["labels"][sel]  # (N,) int64, -1 = no activity
-        self._texts = np.array(index["texts"], dtype=object)[sel]
-        self._window_ids = np.array(index["window_ids"], dtype=object)[sel]
-        self.texts, self.window_ids = self._texts.tolist(), self._window_ids.tolist()
-        self.recording_ids = rec_ids[sel].tolist()
-        self.frame_index = list(zip(self.recording_ids, np.array(index["middle_frames"])[sel].tolist()))
+        self.texts = [index["texts"][i] for i in sel]
+        self.window_ids = [index["window_ids"][i] for i in sel]
+        self.recording_ids = [index["recording_ids"][i] for i in sel]
+        self.frame_index = [(index["recording_ids"][i], index["middle_frames"][i]) for i in sel]
         self.class_names = tuple(index["class_names"])
         self.embed_dim = int(index["embed_dim"])
         self.report = dict(index["report"], split=split, windows_in_split=len(sel),
@@ -615,16 +544,16 @@ class WindowDataset:
         return len(self.labels)
 
     def batch(self, idx):
-        """The windows idx (B,) as tensors: numpy fancy-indexing into the in-memory arrays."""
+        """The windows idx (B,) as tensors, indexed out of the in-memory arrays."""
         idx = np.asarray(idx, dtype=np.int64)
         return {
             "imu": torch.from_numpy(self.imu[idx]),  # (B, 6, T)
             "video_emb": torch.from_numpy(self.video_emb[idx]),  # (B, D)
             "text_emb": (torch.from_numpy(self.text_emb[idx]) if self.text_emb is not None
                          else torch.zeros(len(idx), self.embed_dim)),  # (B, D), zeros in sliding mode
-            "text": self._texts[idx].tolist(),
+            "text": [self.texts[i] for i in idx],
             "label": torch.from_numpy(self.labels[idx]),  # (B,)
-            "window_id": self._window_ids[idx].tolist(),
+            "window_id": [self.window_ids[i] for i in idx],
         }
 
 
@@ -668,9 +597,8 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
-    if missing:
-        raise DataError(f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
-                        f"rate_hz and optionally split")
+    _need(not missing, f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
+          f"rate_hz and optionally split")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
     N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
     _need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
@@ -703,16 +631,13 @@ def export_labelled(root, out, cfg=None):
     """Export the sliding windows of a dataset that have an activity label as a labelled-IMU .npz.
     Windows of the recordings in the test split of cfg are "test", the others "train"; no CLIP needed."""
     cfg = replace(cfg or WindowConfig(), mode="sliding")
-    paths = list_recordings(root)
-    recs = [read_recording(p) for p in paths]
+    recs = [read_recording(p) for p in list_recordings(root)]
     class_names = _class_names(recs)
     n = sum(max(0, int((min(r.imu_t[-1], r.frames_t[-1]) - cfg.window_sec) / cfg.stride_sec) + 1) for r in recs)
-    if n * 6 * cfg.num_samples * 4 > MAX_EXPORT_BYTES:  # refused before anything is allocated
-        raise DataError(f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
-                        f"({n * 6 * cfg.num_samples * 4 / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; "
-                        f"use a larger --stride-sec")
-    imu, labels, split = [], [], []
-    report = {"recordings": len(recs), "unlabelled": 0}
+    size = n * 6 * cfg.num_samples * 4  # bytes of float32 IMU, refused before anything is allocated
+    _need(size <= MAX_EXPORT_BYTES, f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
+          f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
+    imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
         _, rec_imu, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
         report["unlabelled"] += int((rec_labels < 0).sum())
@@ -720,20 +645,15 @@ def export_labelled(root, out, cfg=None):
         labels.append(rec_labels[rec_labels >= 0])
         split += ["test" if split_of(rec.id, cfg) == "test" else "train"] * len(labels[-1])
     labels = np.concatenate(labels)
-    if not len(labels):
-        raise DataError(f"{root}: no labelled window to export ({report})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _need(len(labels), f"{root}: no labelled window to export ({report})")
     arrays = dict(imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
                   rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
 
     def write(tmp):
         with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name
             np.savez(f, **arrays)
-
     atomic_write(out, write)
-    report["exported"] = len(labels)
-    report["per_class"] = {c: int((labels == i).sum()) for i, c in enumerate(class_names)}
+    report.update(exported=len(labels), per_class={c: int((labels == i).sum()) for i, c in enumerate(class_names)})
     return report
 
 
@@ -748,39 +668,28 @@ _MISSING = ("", "null", "nan", "none", "na")
 
 
 def _read_ego4d_csv(path, chunk_rows=200_000):
-    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing."""
+    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing.
+    Parsed in chunks of lines, so an hour of 200 Hz IMU never needs the whole file as strings."""
+    parts, row = [], 1
     try:
-        return _parse_ego4d_csv(path, chunk_rows)
+        with open(path, newline="", encoding="utf-8") as f:
+            header = f.readline().strip()
+            _need(header, f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
+            names = [h.strip() for h in header.split(",")]
+            missing = [c for c in _EGO4D_COLUMNS if c not in names]
+            _need(not missing, f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
+            cols = [names.index(c) for c in _EGO4D_COLUMNS]
+            while lines := [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]:
+                try:
+                    s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols])  # (n, 7)
+                    s[np.isin(np.char.lower(s), _MISSING)] = "nan"
+                    parts.append(s.astype(np.float64))
+                except (ValueError, IndexError) as e:
+                    raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
+                row += len(lines)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
-
-
-def _parse_ego4d_csv(path, chunk_rows):
-    """Parsed in chunks of text, so an hour of 200 Hz IMU never needs the whole file as strings."""
-    with open(path, newline="", encoding="utf-8") as f:
-        header = f.readline().strip()
-        if not header:
-            raise DataError(f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
-        names = [h.strip() for h in header.split(",")]
-        missing = [c for c in _EGO4D_COLUMNS if c not in names]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
-        cols = [names.index(c) for c in _EGO4D_COLUMNS]
-        parts, row = [], 1
-        while True:
-            lines = [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]
-            if not lines:
-                break
-            try:
-                s = np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols]  # (n, 7) strings
-                s = np.char.strip(s)
-                s[np.isin(np.char.lower(s), _MISSING)] = "nan"
-                parts.append(s.astype(np.float64))
-            except (ValueError, IndexError) as e:
-                raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
-            row += len(lines)
-    if not parts:
-        raise DataError(f"{path}: no data rows after the header")
+    _need(parts, f"{path}: no data rows after the header")
     x = np.concatenate(parts)  # (N, 7)
     return x[:, 0], x[:, 1:]
 
@@ -788,30 +697,23 @@ def _parse_ego4d_csv(path, chunk_rows):
 def _clean_ego4d_imu(path, t_ms, values, duration_sec):
     """Drop rows without a timestamp, sort, drop duplicate timestamps and rows with missing values (they
     become gaps that windowing drops, never zeros), and rows outside the video; report every count."""
-    report = {"rows": len(t_ms)}
-    ok = np.isfinite(t_ms)
-    report["dropped_missing_timestamp"] = int((~ok).sum())
-    t_ms, values = t_ms[ok], values[ok]
-    if not len(t_ms):
-        raise DataError(f"{path}: every canonical_timestamp_ms is missing ({report['rows']} rows)")
-    report["out_of_order"] = int((np.diff(t_ms) < 0).sum())
+    has_t = np.isfinite(t_ms)
+    _need(has_t.any(), f"{path}: every canonical_timestamp_ms is missing ({len(t_ms)} rows)")
+    t_ms, values = t_ms[has_t], values[has_t]
+    out_of_order = int((np.diff(t_ms) < 0).sum())
     order = np.argsort(t_ms, kind="stable")
     t_ms, values = t_ms[order], values[order]
     dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first row of each timestamp
-    report["dropped_duplicate_timestamp"] = int(dup.sum())
-    bad = ~np.isfinite(values).all(axis=1)
-    report["dropped_missing_values"] = int((bad & ~dup).sum())
+    bad = ~np.isfinite(values).all(axis=1) & ~dup  # each dropped row is counted under its first reason
     t = t_ms / 1000.0
-    outside = (t < 0) | (t > duration_sec + 1.0)
-    report["dropped_outside_video"] = int((outside & ~dup & ~bad).sum())
-    report["t_min_sec"], report["t_max_sec"] = float(t[0]), float(t[-1])
+    outside = ((t < 0) | (t > duration_sec + 1.0)) & ~dup & ~bad
+    report = {"rows": len(has_t), "dropped_missing_timestamp": int((~has_t).sum()), "out_of_order": out_of_order,
+              "dropped_duplicate_timestamp": int(dup.sum()), "dropped_missing_values": int(bad.sum()),
+              "dropped_outside_video": int(outside.sum()), "t_min_sec": float(t[0]), "t_max_sec": float(t[-1])}
     keep = ~(dup | bad | outside)
     t, values = t[keep], values[keep]
-    if len(t) < 2:
-        raise DataError(f"{path}: fewer than 2 usable IMU rows ({report})")
-    report["kept"] = len(t)
-    report["max_gap_sec"] = float(np.diff(t).max())
-    report["rate_hz"] = float(1.0 / np.median(np.diff(t)))
+    _need(len(t) >= 2, f"{path}: fewer than 2 usable IMU rows ({report})")
+    report.update(kept=len(t), max_gap_sec=float(np.diff(t).max()), rate_hz=float(1.0 / np.median(np.diff(t))))
     return t, values.astype(np.float32), report
 
 
@@ -819,16 +721,14 @@ def _decode_video(mp4, size, tmp_dir):
     """Decode an mp4 with the ffmpeg CLI at EGO4D_FPS, centre square crop, resized to size x size:
     -> uint8 array (F, size, size, 3) memory-mapped from a raw file in tmp_dir (caller removes it)."""
     ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise DataError(f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on "
-                        f"PATH; install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
+    _need(ffmpeg, f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on PATH; "
+          f"install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
     raw = Path(tmp_dir) / f"{mp4.stem}.rgb"
     vf = f"fps={EGO4D_FPS:g},crop='min(iw,ih)':'min(iw,ih)',scale={size}:{size}"
     cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(mp4), "-vf", vf,
            "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    frame_bytes = size * size * 3
-    n = raw.stat().st_size // frame_bytes if raw.exists() else 0
+    n = raw.stat().st_size // (size * size * 3) if raw.exists() else 0  # whole frames decoded
     if proc.returncode != 0 or n == 0:
         why = (proc.stderr.strip().splitlines() or ["no frames decoded"])[-1]
         raise DataError(f"{mp4}: ffmpeg could not decode it ({why})")
@@ -836,16 +736,16 @@ def _decode_video(mp4, size, tmp_dir):
 
 
 def _ego4d_narrations(path, narr_json, uid):
-    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time."""
-    entry = narr_json.get(uid, {})
-    total, kept = 0, []
+    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time; -> (those,
+    the number of entries)."""
+    entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
             narrations = (entry.get(pass_name) or {}).get("narrations", [])
         except AttributeError:
             raise DataError(f"{path}: video {uid}'s {pass_name} is not an object with a narrations list") from None
+        total += len(narrations)
         for n in narrations:
-            total += 1
             try:
                 text, t = str(n["narration_text"]), float(n["timestamp_sec"])
             except (KeyError, TypeError, ValueError):
@@ -857,73 +757,53 @@ def _ego4d_narrations(path, narr_json, uid):
     return kept, total
 
 
-def _ego4d_file(root, *candidates):
-    for rel in candidates:
-        if (root / rel).exists():
-            return root / rel
-    return None
+def _ego4d_file(root, rel):
+    """root/v1/rel, else root/v2/rel, else None."""
+    return next((root / v / rel for v in ("v1", "v2") if (root / v / rel).exists()), None)
 
 
 def import_ego4d(root, out, videos=None, size=224):
     """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
     videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
     root, out = Path(root), Path(out)
-    imu_dir = _ego4d_file(root, "v1/imu", "v2/imu")
-    if imu_dir is None:
-        raise DataError(f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
-    narr_path = _ego4d_file(root, "v1/annotations/narration.json", "v2/annotations/narration.json")
-    narr_json = {}
-    if narr_path is not None:
-        try:
-            narr_json = json.loads(narr_path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{narr_path}: not valid JSON ({e})") from None
-        if not isinstance(narr_json, dict):
-            raise DataError(f"{narr_path}: expected an object mapping video_uid to narration passes")
+    imu_dir = _ego4d_file(root, "imu")
+    _need(imu_dir, f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
+    narr_path = _ego4d_file(root, "annotations/narration.json")
+    narr_json = _load(narr_path) if narr_path else {}
+    _need(isinstance(narr_json, dict), f"{narr_path}: expected an object mapping video_uid to narration passes")
     if videos is None:
-        videos = sorted(p.stem for p in imu_dir.glob("*.csv")
-                        if _ego4d_file(root, f"v1/full_scale/{p.stem}.mp4", f"v2/full_scale/{p.stem}.mp4"))
-        if not videos:
-            raise DataError(f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
+        videos = sorted(p.stem for p in imu_dir.glob("*.csv") if _ego4d_file(root, f"full_scale/{p.stem}.mp4"))
+        _need(videos, f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
     report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
     made = not out.exists()
     try:
         for uid in videos:
-            _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report)
+            csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
+            _need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
+            _need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+            t_ms, values = _read_ego4d_csv(csv_path)
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
+                frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
+                frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
+                duration = len(frames) / EGO4D_FPS
+                imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
+                narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
+                rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
+                meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS,
+                        "duration_sec": duration,
+                        "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
+                        "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
+                        "ego4d": {"video_uid": uid, "import": rep}}
+                write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
+            report["videos"][uid] = rep
+            print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
+                  f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed import leaves no empty dataset directory behind
         raise
     return report
-
-
-def _import_ego4d_video(root, out, uid, imu_dir, narr_path, narr_json, size, report):
-    """One Ego4D video -> out/<uid>, its import report in report["videos"][uid]."""
-    csv_path = imu_dir / f"{uid}.csv"
-    mp4 = _ego4d_file(root, f"v1/full_scale/{uid}.mp4", f"v2/full_scale/{uid}.mp4")
-    if not csv_path.exists():
-        raise DataError(f"{csv_path}: no IMU CSV for video {uid}")
-    if mp4 is None:
-        raise DataError(f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
-    t_ms, values = _read_ego4d_csv(csv_path)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
-        frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
-        frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
-        duration = len(frames) / EGO4D_FPS
-        imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
-        narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
-        rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source": "ego4d",
-                "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS, "duration_sec": duration,
-                "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
-                "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                "scene": None, "seed": None, "person": None, "ego4d": {"video_uid": uid, "import": rep}}
-        write_recording(out / uid, imu=imu, imu_t=imu_t, frames=frames, frames_t=frames_t,
-                        narrations=narrations, segments=[], meta=meta)
-    report["videos"][uid] = rep
-    print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
-          f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
 
 
 # ==============================================================================================================
@@ -969,8 +849,7 @@ def _upright_turns(path, calib, R_dev_cam):
     (90 degrees clockwise); Gen2's upright frames give k = 0."""
     up = R_dev_cam.T @ calib.get_transform_device_cpf().rotation().to_matrix()[:, 1]  # (3,) in camera coords
     k = [k for k in range(4) if (_quarter_turns(k) @ up)[1] < -0.7]
-    if not k:
-        raise DataError(f"{path}: the calibration's up direction {np.round(up, 2)} is along no image axis")
+    _need(k, f"{path}: the calibration's up direction {np.round(up, 2)} is along no image axis")
     return k[0]
 
 
@@ -1008,12 +887,10 @@ def _read_speech(path, t0_ns, duration):
 def _aria_stream(path, provider, label, need):
     """The stream ID of `label` in this file, which must hold at least `need` records."""
     labels = [provider.get_label_from_stream_id(s) for s in provider.get_all_streams()]
-    if label not in labels:
-        raise DataError(f"{path}: no {label} stream (it has {', '.join(map(str, labels))})")
+    _need(label in labels, f"{path}: no {label} stream (it has {', '.join(map(str, labels))})")
     sid = provider.get_stream_id_from_label(label)
-    if provider.get_num_data(sid) < need:
-        raise DataError(f"{path}: the {label} stream holds {provider.get_num_data(sid)} record(s), needs at least "
-                        f"{need} (a truncated file?)")
+    _need(provider.get_num_data(sid) >= need, f"{path}: the {label} stream holds {provider.get_num_data(sid)} "
+          f"record(s), needs at least {need} (a truncated file?)")
     return sid
 
 
@@ -1022,21 +899,19 @@ def _read_vrs(path, imu_label, size):
     from projectaria_tools.core import data_provider
     from projectaria_tools.core.sensor_data import TimeDomain
     provider = data_provider.create_vrs_data_provider(str(path))
-    if provider is None:
-        raise DataError(f"{path}: not a readable VRS file")
+    _need(provider is not None, f"{path}: not a readable VRS file")
     imu_sid, rgb_sid = _aria_stream(path, provider, imu_label, 2), _aria_stream(path, provider, ARIA_RGB, 1)
     calib = provider.get_device_calibration()
     imu_cal = calib and calib.get_imu_calib(imu_label)
-    if imu_cal is None or calib.get_camera_calib(ARIA_RGB) is None:
-        raise DataError(f"{path}: no device calibration for {imu_label} and {ARIA_RGB}")
+    _need(imu_cal is not None and calib.get_camera_calib(ARIA_RGB) is not None,
+          f"{path}: no device calibration for {imu_label} and {ARIA_RGB}")
     R_dev_cam = calib.get_camera_calib(ARIA_RGB).get_transform_device_camera().rotation().to_matrix()
     k = _upright_turns(path, calib, R_dev_cam)
     # imu -> device -> camera -> upright image; specific force and angular velocity rotate alike
     R = _quarter_turns(k) @ R_dev_cam.T @ imu_cal.get_transform_device_imu().rotation().to_matrix()
     samples = [provider.get_imu_data_by_index(imu_sid, i) for i in range(provider.get_num_data(imu_sid))]
     valid = [s for s in samples if s.accel_valid and s.gyro_valid]
-    if len(valid) < 2:
-        raise DataError(f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
+    _need(len(valid) >= 2, f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
     imu = np.array([np.concatenate([imu_cal.raw_to_rectified_accel(np.array(s.accel_msec2)).ravel(),
                                     imu_cal.raw_to_rectified_gyro(np.array(s.gyro_radsec)).ravel()])
                     for s in valid]).reshape(-1, 2, 3)  # (N, 2, 3): acc, gyro in the IMU's frame
@@ -1060,15 +935,12 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     after its folder). IMU at its native rate, times in seconds since the recording's first record. -> report."""
     vrs_files, out = [Path(v) for v in vrs_files], Path(out)
     for v in vrs_files + ([Path(narrations)] if narrations else []):
-        if not v.is_file():
-            raise DataError(f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
-    if size < 1:
-        raise DataError(f"--size must be a positive number of pixels, got {size}")
-    if narrations is not None and len(vrs_files) != 1:
-        raise DataError(f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
+        _need(v.is_file(), f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
+    _need(size >= 1, f"--size must be a positive number of pixels, got {size}")
+    _need(narrations is None or len(vrs_files) == 1,
+          f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
     ids = [v.parent.name if v.stem == "recording" else v.stem for v in vrs_files]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"two VRS files would make the same recording id: {ids}")
+    _need(len(set(ids)) == len(ids), f"two VRS files would make the same recording id: {ids}")
     report = {}
     for vrs, rec_id in zip(vrs_files, ids):
         with tempfile.TemporaryFile("w+", errors="replace") as log:
@@ -1105,9 +977,10 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
 # ==============================================================================================================
 
 
-def add_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field of the dataclass `cls`; booleans get --x / --no-x, tuples take several values."""
-    for f in fields(cls):
+def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
+    """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
+    tuples take several values."""
+    for f in (f for f in fields(cls) if only is None or f.name in only):
         name, meta = "--" + f.name.replace("_", "-"), f.metadata
         help_text = f"{meta.get('help', '')} (default: %(default)s)"
         if isinstance(f.default, bool):
@@ -1126,18 +999,11 @@ def config_from(cls, args: argparse.Namespace):
                   for f in fields(cls)})
 
 
-def field_help(cls) -> dict:
-    """The comment after each dataclass field, reused as its --help text by every command line."""
-    lines = inspect.getsource(cls).splitlines()
-    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): .*?  # (.*)", line) for line in lines) if m}
-
-
 def _run_synth(args):
     import world
     existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
-    if existing and not args.overwrite:
-        raise DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from one "
-                        f"run of synth (pass --overwrite to replace them)")
+    _need(not existing or args.overwrite, f"--out {args.out}: already holds {len(existing)} recordings; a dataset "
+          f"must come from one run of synth (pass --overwrite to replace them)")
     for p in existing + [args.out / ".cache"]:
         shutil.rmtree(p, ignore_errors=True)
     start = time.perf_counter()
@@ -1157,15 +1023,20 @@ def _run_export_labelled(args):
     cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
     from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
     shortest = IMUEncoder(IMUEncoderConfig()).min_samples()
-    if cfg.num_samples < shortest:
-        raise DataError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives {cfg.num_samples} "
-                        f"samples; the IMU encoder needs at least {shortest}")
+    _need(cfg.num_samples >= shortest, f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
+          f"{cfg.num_samples} samples; the IMU encoder needs at least {shortest}")
     print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
-def _add_commands(sub):
-    """The five subcommands; the world is imported only by synth and show."""
-    import world
+def _run_ego4d(args):
+    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
+    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
+
+
+def main(argv=None):
+    import world  # for its flags
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
@@ -1181,18 +1052,14 @@ def _add_commands(sub):
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
-    for f in fields(WindowConfig):
-        if f.name in ("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=f.default,
-                           help=f"{f.metadata['help']} (default: %(default)s)")
+    add_flags(p, WindowConfig, only=("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"))
     p.set_defaults(run=_run_export_labelled)
     p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
     p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
     p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
     p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
     p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.set_defaults(run=lambda a: print(json.dumps(import_ego4d(
-        a.root, a.out, [v.strip() for v in a.videos.split(",") if v.strip()] if a.videos else None, a.size), indent=1)))
+    p.set_defaults(run=_run_ego4d)
     p = sub.add_parser("aria", help="convert Project Aria VRS files (IMU + RGB, optional speech.csv) into recordings")
     p.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
     p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
@@ -1200,12 +1067,6 @@ def _add_commands(sub):
     p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
     p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
     p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_commands(sub)
     args = parser.parse_args(argv)
     try:
         out = Path(args.out)  # a directory for synth, ego4d and aria; a file for show and export-labelled
