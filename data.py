@@ -775,7 +775,7 @@ def import_ego4d(root, out, videos=None, size=224):
         videos = sorted(p.stem for p in imu_dir.glob("*.csv") if _ego4d_file(root, f"full_scale/{p.stem}.mp4"))
         _need(videos, f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
     report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
-    made = not out.exists()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the directories this import will create
     try:
         for uid in videos:
             csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
@@ -800,8 +800,9 @@ def import_ego4d(root, out, videos=None, size=224):
             print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
                   f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
     except BaseException:
-        if made and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed import leaves no empty dataset directory behind
+        for d in made:  # innermost first: a failed import leaves no empty directory behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise
     return report
 

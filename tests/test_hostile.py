@@ -76,6 +76,14 @@ def world(tmp_path_factory):
     (ego / "v1" / "imu" / "vid.csv").write_bytes((w / "bad" / "latin1.csv").read_bytes())
     (ego / "v1" / "full_scale" / "vid.mp4").write_bytes(b"not a video")
     (ego / "v1" / "annotations" / "narration.json").write_text(json.dumps({"vid": ["not", "an", "object"]}))
+    ego2 = w / "bad" / "ego4d_narration"  # a readable IMU CSV and video, but a narration entry that is a list
+    for part in ("imu", "full_scale", "annotations"):
+        (ego2 / "v1" / part).mkdir(parents=True)
+    (ego2 / "v1" / "imu" / "vid.csv").write_text("canonical_timestamp_ms,accl_x,accl_y,accl_z,gyro_x,gyro_y,gyro_z\n"
+                                                 + "".join(f"{5 * k},0,0,9.8,0,0,0\n" for k in range(600)))
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=32x32:d=3:r=10",
+                    "-pix_fmt", "yuv420p", str(ego2 / "v1" / "full_scale" / "vid.mp4")], check=True)
+    (ego2 / "v1" / "annotations" / "narration.json").write_text(json.dumps({"vid": ["not", "an", "object"]}))
     (w / "bad" / "not.vrs").write_bytes(b"VRS? no, just bytes" * 100)
     return w
 
@@ -144,6 +152,11 @@ ROWS = [
     ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--size", "0"], 2, "--size 0"),
     ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e"], 2, "not a text CSV"),
     ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--videos", "gone"], 2, "no IMU CSV"),
+    ("data", ["ego4d", "--root", B + "/ego4d_narration", "--out", "{new}/e"], 2, "narration"),
+    ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--size=-3"], 2, "--size -3"),
+    ("data", ["ego4d", "--root", B + "/ego4d", "--out", B + "/a_file"], 2, "exists and is not a directory"),
+    ("data", ["aria", B + "/not.vrs", "--out", B + "/a_file"], 2, "exists and is not a directory"),
+    ("data", ["aria", B + "/not.vrs", "--out", "{new}/a", "--size", "0"], 2, "--size 0"),
     ("data", ["aria", B + "/not.vrs", "--out", "{new}/a"], 2, "not.vrs"),
     ("data", ["aria", B + "/empty_dir", "--out", "{new}/a"], 2, "empty_dir"),
     ("data", ["bogus"], 2, "invalid choice"),
@@ -250,3 +263,20 @@ def test_resume_compares_resolved_dataset_paths(world, tmp_path, monkeypatch):
     monkeypatch.chdir(world)
     train.main(TRAIN + ["--data", "data/", "--out", str(out), "--resume", "--epochs", "2"])
     assert model.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+
+
+def test_atomic_write_leaves_nothing_when_the_write_fails(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("the previous version")
+
+    def half_then_fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        data.atomic_write(target, half_then_fail)
+    assert target.read_text() == "the previous version" and sorted(tmp_path.iterdir()) == [target]
+    with pytest.raises(OSError):  # a directory being written, too
+        data.atomic_write(tmp_path / "cache", lambda tmp: (tmp.mkdir(), (tmp / "a.npy").write_bytes(b"x"),
+                                                           half_then_fail(tmp / "b")))
+    assert sorted(tmp_path.iterdir()) == [target]
