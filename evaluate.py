@@ -1,33 +1,25 @@
 """Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
 1. Retrieval (4.2) over the test split, or --pool-size random pools: Text<->IMU, IMU<->Video, and transitivity:
-   "text->video via imu" scores window j for narration i by cos(CLIP text_i, IMU embedding_j), right when j's
-   video is the narrated one; "text->video (clip)" is CLIP's own Text->Video on the same queries, its bound.
-   A random-init CLIP (offline) has no image-text alignment to transfer, so that row sits at chance.
+   "text->video via imu" ranks the windows by cos(CLIP text, IMU embedding), right when their video is the narrated
+   one; "text->video (clip)" is CLIP's own Text->Video, its bound (at chance for a random-init CLIP).
 2. Activity recognition (4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe on the
-   frozen encoder, the fine-tuned encoder and the same architecture from scratch: fitted on the train split (or
-   --train-fraction of it) for at most --steps steps, early-stopped on the validation recordings (for a labelled
-   .npz, a stratified 20% of its train split), over --seeds seeds (mean ± std).
+   frozen encoder, the fine-tuned encoder and the same architecture from scratch: at most --steps steps on the train
+   split (or --train-fraction of it), early-stopped on the validation recordings (for a labelled .npz, a stratified
+   20% of its train split), over --seeds seeds (mean ± std).
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
     python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
-The dataset, IMU rate, window length and CLIP come from the checkpoint (--data and --labelled override the data);
-it refuses to test on a recording the checkpoint was trained or validated on. --out (default CHECKPOINT_DIR/eval)
-gets metrics.json, summary.md (the same numbers as tables) and the pictures, each loud when CLIP is random-init.
-
-Retrieval conventions (every direction, and the tests):
-- Scores are cosine similarities. A query's rank is 1 + the number of *wrong* candidates whose score is >= the
-  best score of a right candidate: ties count against the query, and a non-finite score counts as -inf, so a
-  collapsed or NaN encoder gets the worst rank, never the best.
-- Ground truth is many-to-one: a candidate is right when it shares the query's group. Text<->IMU groups windows
-  with identical narrations, IMU<->Video and the Text->Video rows windows with identical video embeddings.
-  Identical narrations are *negatives* of each other inside a training batch (as in the official code: the loss
-  only knows its diagonal), but in evaluation they are all right answers: the query text is literally the same.
-- Chance is exact per direction: the expected metrics of a uniformly random ranking given each query's number of
-  right candidates (chance_metrics); with repeated narrations it is well above 1 / pool size.
+Data, window and CLIP come from the checkpoint (--data, --labelled override the data); recordings it was trained or
+validated on are refused as test data. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same
+numbers as tables) and the pictures. Retrieval conventions (README section 7, and the tests): a query's rank is 1 +
+the number of *wrong* candidates scoring >= its best right one (ties count against it; a non-finite score counts as
+-inf, so a collapsed or NaN encoder ranks worst). A candidate is right when it shares the query's group: identical
+narrations for Text<->IMU (negatives in a training batch, but the same query text here), identical video embeddings
+otherwise. Chance is exact per direction (chance_metrics): with repeated narrations well above 1 / pool size.
 """
 import argparse
 import copy
@@ -56,11 +48,9 @@ METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # re
 
 # ----- Retrieval metrics: pure functions over two embedding matrices ------------------------------------------------
 
-
 def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, chunk=None):
-    """Ranks (Q,) int64 of queries (Q, D) among candidates (C, D), by the module docstring's conventions: j is right
-    for i when cand_groups[j] == query_groups[i] (default, Q == C: j == i only). Queries are scored `chunk` at a
-    time (default: 2^25 scores, 128 MB), never all (Q, C) at once."""
+    """Ranks (Q,) int64 of queries (Q, D) among candidates (C, D) (module docstring): j is right for i when
+    cand_groups[j] == query_groups[i] (default, Q == C: j == i), scored `chunk` queries at a time (2^25 scores)."""
     q = F.normalize(torch.as_tensor(queries, dtype=torch.float32).cpu(), dim=1)  # (Q, D) unit rows
     cT = F.normalize(torch.as_tensor(candidates, dtype=torch.float32).cpu(), dim=1).T.contiguous()  # (D, C)
     (Q, C), chunk = (len(q), cT.shape[1]), chunk or max(1, 2**25 // max(1, cT.shape[1]))
@@ -97,9 +87,8 @@ def right_counts(query_groups, cand_groups):
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """--pool-size: ranks (repeats, N) and right counts (repeats, N) within random pools of pool_size of the N windows
-    (queries and candidates: two views (N, D) of them). Each repeat shuffles the windows into pools; the leftover
-    windows are queried against themselves plus random others, so every query sees pool_size candidates."""
+    """--pool-size: ranks and right counts (repeats, N) of the N windows (two views (N, D) of them) in random pools
+    of pool_size; the leftover windows of a shuffle meet random others too, so every query sees pool_size."""
     q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
     g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
     N, K = len(g), min(pool_size, len(g))
@@ -117,10 +106,8 @@ def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
 def rank_metrics(ranks):
     """R@k, MRR and median rank of 1-based ranks (any shape; every entry is one query)."""
     r = torch.as_tensor(ranks).reshape(-1).double()  # (M,)
-    out = {f"R@{k}": float((r <= k).double().mean()) for k in RECALL_AT}
-    out["MRR"] = float((1.0 / r).mean())
-    out["median_rank"] = float(np.median(r.numpy()))
-    return out
+    recall = {f"R@{k}": float((r <= k).double().mean()) for k in RECALL_AT}
+    return {**recall, "MRR": float((1.0 / r).mean()), "median_rank": float(np.median(r.numpy()))}
 
 
 def chance_metrics(n_right, n_candidates):
@@ -129,8 +116,7 @@ def chance_metrics(n_right, n_candidates):
     With N candidates and m right ones the first right one is at rank > k with probability S(k) = C(N-k, m) / C(N, m),
     i.e. at rank r with P(r) = S(r-1) - S(r). R@K = mean over queries of 1 - S(K), MRR = mean of sum_r P(r) / r.
     median_rank is the median of the mixture of the queries' rank distributions, F(r) = mean of 1 - S(r) (what
-    rank_metrics' median tends to): the midpoint of the first r with F(r) >= 1/2 and the first with F(r) > 1/2.
-    """
+    rank_metrics' median tends to): the midpoint of the first r with F(r) >= 1/2 and the first with F(r) > 1/2."""
     N = int(n_candidates)
     m, queries = np.unique(np.atleast_1d(n_right), return_counts=True)  # queries grouped by their right count
     if m[0] < 1 or m[-1] > N:
@@ -171,12 +157,10 @@ def group_ids(*keys):
 
 # ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
 
-
 def classification_metrics(labels, predictions, n_classes):
     """Accuracy, macro-F1 over the classes present in `labels` (predicting an absent class still lowers the F1 of
     the true one) and the confusion matrix (rows: true class, columns: predicted class)."""
-    y = torch.as_tensor(labels, dtype=torch.int64)  # (N,)
-    p = torch.as_tensor(predictions, dtype=torch.int64)  # (N,)
+    y, p = (torch.as_tensor(v, dtype=torch.int64) for v in (labels, predictions))  # (N,) each
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp = confusion.diag().double()  # (K,)
     precision = tp / confusion.sum(0).clamp(min=1)  # (K,) over predicted columns
@@ -209,9 +193,8 @@ class FitConfig:
 
 
 def split_train_val(labels, val_fraction, train_fraction, seed):
-    """Stratified (fit, val) indices, fit then subsampled to train_fraction (nested over fractions for one seed).
-    A class with >= 2 windows gives at least one to each part, a lone window goes to fit. (data.py's
-    _stratified_split is the .npz's train/test split: data.py must not import evaluate.py.)"""
+    """Stratified (fit, val) indices, fit subsampled to train_fraction (nested over fractions for one seed); a class
+    of >= 2 windows gives each part one, a lone window goes to fit (data.py must not import this: no shared code)."""
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
     fit, val = [], []
@@ -318,17 +301,15 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
         text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
         directions = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text), **directions,
                       "text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)}
-    N = len(test)
+    N, metrics = len(test), {}
     K = min(cfg.pool_size, N) if cfg.pool_size > 0 else N
-    metrics = {}
     for name, (q, c, g) in directions.items():
         if cfg.pool_size > 0:
             ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
         else:
             ranks, n_right = retrieval_ranks(q, c, g, g), right_counts(g, g)  # (N,) each
-        metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
-        print(f"[evaluate] retrieval {name}: R@1 {metrics[name]['R@1']:.4f} "
-              f"(chance {metrics[name]['chance']['R@1']:.4f})", file=sys.stderr)
+        m = metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
+        print(f"[evaluate] retrieval {name}: R@1 {m['R@1']:.4f} (chance {m['chance']['R@1']:.4f})", file=sys.stderr)
     return {"split": "test", "windows": N, "recordings": len(set(test.recording_ids)), "pool_size": K,
             "mode": "pooled" if cfg.pool_size > 0 else "full", "pool_repeats": cfg.pool_repeats if cfg.pool_size else 1,
             "directions": metrics}
@@ -336,8 +317,7 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
 
 @dataclass
 class LabelledSplits:
-    """Activity recognition windows (N, 6, T) at the model's rate and labels (N,): fitted on train, early-stopped
-    on val (disjoint in time from train), scored on test."""
+    """Activity recognition windows (N, 6, T) and labels (N,): fitted on train, early-stopped on val, tested on test."""
     source: str  # where the windows come from (dataset root or .npz path)
     val_source: str  # where the validation windows come from
     class_names: tuple  # class index -> name, also the zero-shot class texts
@@ -348,12 +328,6 @@ class LabelledSplits:
     x_test: torch.Tensor  # (N_test, 6, T)
     y_test: torch.Tensor  # (N_test,)
 
-
-def task_zeroshot(cfg: EvalConfig, encoder, clip, lab: LabelledSplits, device):
-    """Zero-shot activity recognition (paper 4.3): each test window's nearest class-name text embedding."""
-    class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
-    pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
-    return classification_metrics(lab.y_test, pred, len(lab.class_names))
 
 
 def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
@@ -381,8 +355,11 @@ def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, dev
 
 def activity_report(cfg, steps, encoder, clip, lab, device):
     """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
-    counts = torch.bincount(lab.y_test, minlength=len(lab.class_names))
-    variants = {"zeroshot": task_zeroshot(cfg, encoder, clip, lab, device)} if "zeroshot" in steps else {}
+    counts, variants = torch.bincount(lab.y_test, minlength=len(lab.class_names)), {}
+    if "zeroshot" in steps:  # each test window's nearest class-name text embedding
+        class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
+        pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
+        variants["zeroshot"] = classification_metrics(lab.y_test, pred, len(lab.class_names))
     curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
     variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
@@ -628,7 +605,6 @@ def write_reports(out, report, pictures):
 
 
 # ----- Command line: every check at this edge, then the tasks, then the reports -------------------------------------
-
 
 def parse_args(argv=None) -> EvalConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
