@@ -381,12 +381,6 @@ def font(size):
     return ImageFont.load_default(size=size)  # PIL's scalable built-in font (Pillow >= 10.1)
 
 
-def _frame_tile(frame, size):
-    """An RGB frame (H, W, 3) uint8 scaled to fit a size x size tile (pixels kept sharp when enlarged), letterboxed."""
-    img = Image.fromarray(np.asarray(frame))
-    return ImageOps.pad(img, (size, size), Image.NEAREST if size > max(img.size) else Image.BILINEAR, color="black")
-
-
 def _canvas(size, title):
     """A white canvas of `size` pixels with `title` at its top: (canvas, draw)."""
     canvas = Image.new("RGB", size, "white")
@@ -395,59 +389,57 @@ def _canvas(size, title):
     return canvas, draw
 
 
-def _top(queries, candidates, k):
-    """Indices (Q, k) of the k highest-cosine candidates of each query."""
-    a = F.normalize(torch.as_tensor(queries).float(), dim=1)  # (Q, D)
-    b = F.normalize(torch.as_tensor(candidates).float(), dim=1)  # (N, D)
-    return (a @ b.T).topk(min(k, len(b)), dim=1).indices  # (Q, N) -> (Q, k)
+def _retrieval_rows(title, query_emb, cand_emb, groups, queries, k, left, cell, cells, row_h, pad=10):
+    """The layout both retrieval pictures share: under `title`, a row per query of a query cell `left` wide, then
+    `cells` cells `cell` apart for its top-k candidates (by cosine). Returns the canvas, its draw and per row: the
+    query window i, the row's top y, the rank of its first right answer over the split, and [(x, window c, right?)]
+    of the top k, right when c shares i's group."""
+    q, c = (F.normalize(torch.as_tensor(e).float(), dim=1) for e in (query_emb[queries], cand_emb))  # (Q, D), (N, D)
+    top = (q @ c.T).topk(min(k, len(c)), dim=1).indices  # (Q, N) -> (Q, k)
+    ranks = retrieval_ranks(query_emb[queries], cand_emb, groups[queries], groups)  # (Q,)
+    canvas, draw = _canvas((left + cells * cell + pad, 30 + len(queries) * (row_h + pad)), title)
+    rows = [(i, 30 + r * (row_h + pad), int(ranks[r]),
+             [(left + j * cell, c, bool(groups[c] == groups[i])) for j, c in enumerate(top[r].tolist())])
+            for r, i in enumerate(queries)]
+    return canvas, draw, rows
 
 
 def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
-    """Rows of: the query window's IMU plot, then its top-k retrieved frames (IMU->Video), the right one outlined
-    in green; when the right frame is not among them, it follows after a gap with its rank."""
-    small = font(12)
-    top = _top(imu_emb[queries], test.video_emb, k)  # (Q, k)
-    by_video = group_ids(test.video_emb)
-    ranks = retrieval_ranks(imu_emb[queries], test.video_emb, by_video[queries], by_video)  # (Q,) over the split
+    """IMU->Video: rows of a query window's IMU plot and its top-k frames (the right one outlined in green); when the
+    right frame is not among them, it follows after a gap with its rank."""
+    small, pad, left, cell = font(12), 10, 2 * tile + 20, tile + 18
     read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
-    plot_w, row_h, pad, step = 2 * tile, tile + 44, 10, tile + 8 + 10
-    frames_x = pad + plot_w + pad
-    canvas, draw = _canvas((frames_x + (k + 1) * step + pad, 30 + len(queries) * (row_h + pad)),
-                           f"IMU -> Video: top-{k} frames per IMU query (true frame in green)")
-    for r, i in enumerate(queries):
-        y = 30 + r * (row_h + pad)
-        canvas.paste(draw_signals(test.imu[i], plot_w, tile, title=test.window_ids[i]), (pad, y))
+    canvas, draw, rows = _retrieval_rows(f"IMU -> Video: top-{k} frames per IMU query (true frame in green)", imu_emb,
+                                         test.video_emb, group_ids(test.video_emb), queries, k, left, cell, k + 1,
+                                         row_h=tile + 44)
+    for i, y, rank, shown in rows:
+        canvas.paste(draw_signals(test.imu[i], 2 * tile, tile, title=test.window_ids[i]), (pad, y))
         draw.text((pad, y + tile + 4), textwrap.shorten(test.texts[i] or "(no narration)", 40), fill=INK, font=small)
-        shown = list(enumerate(top[r].tolist()))  # (position, window) of the top k
-        if not any(by_video[c] == by_video[i] for _, c in shown):
-            shown.append((k, i))  # the right frame, after a gap
-        for j, c in shown:
-            right, (rec_id, frame) = bool(by_video[c] == by_video[i]), test.frame_index[c]
-            x = frames_x + j * step + (pad if j == k else 0)
-            tile_img = _frame_tile(read(rec_id).frames[frame], tile)
-            canvas.paste(ImageOps.expand(tile_img, border=4, fill=RIGHT if right else OTHER), (x, y))
-            label = f"true, rank {int(ranks[r])}" if j == k else f"#{j + 1}" + (" (true)" if right else "")
+        if not any(right for _, _, right in shown):
+            shown.append((left + k * cell + pad, i, True))  # the right frame, after a gap
+        for j, (x, c, right) in enumerate(shown):
+            rec_id, frame = test.frame_index[c]
+            img = Image.fromarray(np.asarray(read(rec_id).frames[frame]))  # (H, W, 3) uint8, letterboxed in the tile
+            sharp = Image.NEAREST if tile > max(img.size) else Image.BILINEAR  # pixels kept sharp when enlarged
+            img = ImageOps.pad(img, (tile, tile), sharp, color="black")
+            canvas.paste(ImageOps.expand(img, border=4, fill=RIGHT if right else OTHER), (x, y))
+            label = f"true, rank {rank}" if j == k else f"#{j + 1}" + (" (true)" if right else "")
             draw.text((x, y + tile + 10), label, fill=RIGHT if right else INK, font=small)
             draw.text((x, y + tile + 24), test.window_ids[c], fill=(120, 120, 120), font=small)
     return canvas
 
 
 def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
-    """Rows of: a narration query, then the top-k IMU windows (Text->IMU) as signal plots with their own
-    narrations under them; windows with the queried narration are outlined."""
-    big, small = font(14), font(12)
-    top = _top(test.text_emb[queries], imu_emb, k)  # (Q, k)
-    by_text = group_ids(test.texts)
-    ranks = retrieval_ranks(test.text_emb[queries], imu_emb, by_text[queries], by_text)  # (Q,) over the split
-    (w, h), pad, row_h = plot, 10, 24 + plot[1] + 8 + 36
-    canvas, draw = _canvas((pad + k * (w + 8 + pad), 30 + len(queries) * (row_h + pad)),
-                           f"Text -> IMU: top-{k} windows per narration query (same narration in green)")
-    for r, i in enumerate(queries):
-        y = 30 + r * (row_h + pad)
-        draw.text((pad, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
-                            f"rank {int(ranks[r])} of {len(test)})", fill=INK, font=big)
-        for j, c in enumerate(top[r].tolist()):
-            right, x = test.texts[c] == test.texts[i], pad + j * (w + 8 + pad)
+    """Text->IMU: rows of a narration query and its top-k IMU windows as signal plots with their own narrations
+    under them; windows with the queried narration are outlined in green."""
+    (w, h), big, small = plot, font(14), font(12)
+    canvas, draw, rows = _retrieval_rows(f"Text -> IMU: top-{k} windows per narration query (same narration in green)",
+                                         test.text_emb, imu_emb, group_ids(test.texts), queries, k, 10, w + 18, k,
+                                         row_h=h + 68)
+    for i, y, rank, shown in rows:
+        draw.text((10, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
+                           f"rank {rank} of {len(test)})", fill=INK, font=big)
+        for j, (x, c, right) in enumerate(shown):
             plot_img = draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
             canvas.paste(ImageOps.expand(plot_img, border=4, fill=RIGHT if right else OTHER), (x, y + 22))
             for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
