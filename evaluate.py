@@ -173,8 +173,7 @@ def classification_metrics(labels, predictions, n_classes):
 
 def zero_shot_predict(imu_emb, class_emb):
     """Nearest class text embedding by cosine: imu_emb (N, D), class_emb (K, D) -> class index (N,)."""
-    a = F.normalize(torch.as_tensor(imu_emb).float(), dim=1)  # (N, D)
-    b = F.normalize(torch.as_tensor(class_emb).float(), dim=1)  # (K, D)
+    a, b = (F.normalize(torch.as_tensor(e).float(), dim=1) for e in (imu_emb, class_emb))  # (N, D), (K, D)
     return (a @ b.T).argmax(1)  # (N, K) -> (N,)
 
 
@@ -195,9 +194,7 @@ class FitConfig:
 def split_train_val(labels, val_fraction, train_fraction, seed):
     """Stratified (fit, val) indices, fit subsampled to train_fraction (nested over fractions for one seed); a class
     of >= 2 windows gives each part one, a lone window goes to fit (data.py must not import this: no shared code)."""
-    y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    fit, val = [], []
+    y, rng, fit, val = np.asarray(labels), np.random.default_rng(seed), [], []
     for k in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == k))
         n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx)))) if val_fraction > 0 else 0
@@ -329,7 +326,6 @@ class LabelledSplits:
     y_test: torch.Tensor  # (N_test,)
 
 
-
 def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
     """Probe, fine-tune, from scratch (paper 4.3): {variant: {train fraction: mean and std over seeds}}."""
     K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
@@ -448,8 +444,7 @@ def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
 
 
 def draw_confusion(confusion, class_names, title, cell=44):
-    """A confusion matrix (rows: true class, columns: predicted class, both numbered), cells shaded by their
-    share of the row."""
+    """A confusion matrix (rows: true class, columns: predicted class, both numbered), shaded by share of the row."""
     m, K, big, small = np.asarray(confusion), len(class_names), font(14), font(12)
     names = [f"{c} {name}" for c, name in enumerate(class_names)]
     left, top = 30 + max(int(small.getlength(name)) for name in names), 62
@@ -523,12 +518,6 @@ def activity_pictures(a, random_init):
             curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
     return pictures
 
-
-def random_init_banner(clip_info):
-    """The loud line every report carries when the CLIP towers are random-init, else ""."""
-    return "" if clip_info["weights_source"] != "random-init" else (
-        f"CLIP {clip_info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
-        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
 
 
 def _num(m, key):
@@ -644,8 +633,8 @@ def load_model(path, device):
 
 
 def labelled_splits(cfg, root, window, clip, test):
-    """Activity recognition windows: the .npz (val: a stratified 20% of its train split) or the dataset's
-    labelled windows (val: the validation recordings). DataError when there is nothing to fit or test."""
+    """LabelledSplits of the .npz (val: a stratified 20% of its train split) or of the dataset's labelled windows
+    (val: the validation recordings); DataError when there is nothing to fit or test."""
     if cfg.labelled:
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
@@ -703,11 +692,14 @@ def run(cfg: EvalConfig) -> dict:
     check_flags(cfg)
     path, device = Path(cfg.checkpoint), resolve_device(cfg.device)  # resolve_device: model.py
     ckpt, window, clip, encoder, trained_on = load_model(path, device)
-    root, steps, banner = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task], random_init_banner(clip.info())
+    root, steps, info = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task], clip.info()
+    banner = "" if info["weights_source"] != "random-init" else (  # the loud line every report then carries
+        f"CLIP {info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
+        f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
     report = {"task": cfg.task, "split": "test", "config": asdict(cfg), "device": str(device), "warnings": [],
               "checkpoint": {"path": str(path), **{k: ckpt.get(k) for k in ("step", "epoch", "data", "config",
                                                                                 "window", "encoder_config")}},
-              "clip": {**clip.info(), "random_init": bool(banner), "random_init_warning": banner}}
+              "clip": {**info, "random_init": bool(banner), "random_init_warning": banner}}
     if banner:
         print(f"warning: {banner}", file=sys.stderr)
     test, lab = load_data(cfg, report, root, path, ckpt, window, clip, trained_on)
