@@ -326,38 +326,32 @@ class LabelledSplits:
     y_test: torch.Tensor  # (N_test,)
 
 
-def task_supervised(cfg: EvalConfig, variants, encoder, lab: LabelledSplits, device):
-    """Probe, fine-tune, from scratch (paper 4.3): {variant: {train fraction: mean and std over seeds}}."""
-    K, fit_cfg, result = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}
+def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
+    """Activity recognition (module docstring) as metrics.json's activity section, every train fraction in it."""
+    K, fit_cfg, variants, curves = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}, {}
+    if "zeroshot" in steps:  # each test window's nearest class-name text embedding
+        class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
+        pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
+        variants["zeroshot"] = classification_metrics(lab.y_test, pred, K)
     std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
-    for variant in variants:
+    for variant in (v for v in SUPERVISED if v in steps):
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
             for seed in range(cfg.seed, cfg.seed + cfg.seeds):
                 fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
-                model, steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
-                                             lab.y_val, K, fit_cfg, seed, device)
+                model, n_steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
+                                               lab.y_val, K, fit_cfg, seed, device)
                 pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
-                runs.append({**classification_metrics(lab.y_test, pred, K), "steps": steps})
+                runs.append({**classification_metrics(lab.y_test, pred, K), "steps": n_steps})
             acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
-            result.setdefault(variant, {})[fraction] = {
+            curves.setdefault(variant, {})[fraction] = {
                 "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
                 "macro_f1_std": std(f1), "steps": float(np.mean([r["steps"] for r in runs])), "seeds": len(runs),
                 "fit_windows": len(fit), "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}
             print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f} +- {std(acc):.4f}",
                   file=sys.stderr)
-    return result
-
-
-def activity_report(cfg, steps, encoder, clip, lab, device):
-    """The activity section of metrics.json: every variant of `steps`, the label-efficiency curves, chance."""
-    counts, variants = torch.bincount(lab.y_test, minlength=len(lab.class_names)), {}
-    if "zeroshot" in steps:  # each test window's nearest class-name text embedding
-        class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
-        pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
-        variants["zeroshot"] = classification_metrics(lab.y_test, pred, len(lab.class_names))
-    curves = task_supervised(cfg, [v for v in SUPERVISED if v in steps], encoder, lab, device)
-    variants.update({v: c[max(c)] for v, c in curves.items()})  # the table shows the largest fraction
+        variants[variant] = curves[variant][max(curves[variant])]
+    counts = torch.bincount(lab.y_test, minlength=K)
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
             "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
             "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
@@ -386,10 +380,8 @@ def _canvas(size, title):
 
 
 def _retrieval_rows(title, query_emb, cand_emb, groups, queries, k, left, cell, cells, row_h, pad=10):
-    """The layout both retrieval pictures share: under `title`, a row per query of a query cell `left` wide, then
-    `cells` cells `cell` apart for its top-k candidates (by cosine). Returns the canvas, its draw and per row: the
-    query window i, the row's top y, the rank of its first right answer over the split, and [(x, window c, right?)]
-    of the top k, right when c shares i's group."""
+    """Both retrieval pictures: under `title`, rows of a query cell `left` wide and `cells` cells `cell` apart.
+    Returns (canvas, draw, [(query i, row top y, rank over the split, [(x, top-k window c, shares i's group)])])."""
     q, c = (F.normalize(torch.as_tensor(e).float(), dim=1) for e in (query_emb[queries], cand_emb))  # (Q, D), (N, D)
     top = (q @ c.T).topk(min(k, len(c)), dim=1).indices  # (Q, N) -> (Q, k)
     ranks = retrieval_ranks(query_emb[queries], cand_emb, groups[queries], groups)  # (Q,)
@@ -401,8 +393,7 @@ def _retrieval_rows(title, query_emb, cand_emb, groups, queries, k, left, cell, 
 
 
 def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
-    """IMU->Video: rows of a query window's IMU plot and its top-k frames (the right one outlined in green); when the
-    right frame is not among them, it follows after a gap with its rank."""
+    """IMU->Video rows: the query's IMU plot, its top-k frames, and after a gap the right one if not among them."""
     small, pad, left, cell = font(12), 10, 2 * tile + 20, tile + 18
     read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
     canvas, draw, rows = _retrieval_rows(f"IMU -> Video: top-{k} frames per IMU query (true frame in green)", imu_emb,
@@ -426,8 +417,7 @@ def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
 
 
 def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
-    """Text->IMU: rows of a narration query and its top-k IMU windows as signal plots with their own narrations
-    under them; windows with the queried narration are outlined in green."""
+    """Text->IMU rows: a narration query, then its top-k IMU windows as signal plots over their own narrations."""
     (w, h), big, small = plot, font(14), font(12)
     canvas, draw, rows = _retrieval_rows(f"Text -> IMU: top-{k} windows per narration query (same narration in green)",
                                          test.text_emb, imu_emb, group_ids(test.texts), queries, k, 10, w + 18, k,
@@ -633,8 +623,7 @@ def load_model(path, device):
 
 
 def labelled_splits(cfg, root, window, clip, test):
-    """LabelledSplits of the .npz (val: a stratified 20% of its train split) or of the dataset's labelled windows
-    (val: the validation recordings); DataError when there is nothing to fit or test."""
+    """LabelledSplits of --labelled or of the dataset (module docstring); DataError when nothing to fit or test."""
     if cfg.labelled:
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
@@ -658,8 +647,7 @@ def labelled_splits(cfg, root, window, clip, test):
 
 
 def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
-    """The test windows and LabelledSplits that TASKS[cfg.task] needs (else None). Refuses to test on recordings
-    the checkpoint was trained or validated on; warns (into report) about what the tasks will skip or lack."""
+    """The test windows and LabelledSplits TASKS[cfg.task] needs (else None); refuses seen recordings, warns."""
     steps = TASKS[cfg.task]
     if cfg.labelled and cfg.task == "retrieval":
         warn(report, "--labelled is only used by activity recognition; --task retrieval ignores it")
