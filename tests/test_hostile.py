@@ -236,10 +236,15 @@ def test_kill_during_a_checkpoint_write_then_resume(world, tmp_path):
     assert killed.returncode == -signal.SIGKILL
     assert list(cut.glob(".checkpoint.pt.tmp-*"))  # the debris of the kill
     assert model.load_checkpoint(cut / "checkpoint.pt")["epoch"] == 1  # the previous checkpoint is intact
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMU2CLIP_OFFLINE", "1")
-        train.main(args + ["--out", str(cut), "--resume"])
-        train.main(args + ["--out", str(full)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the killed process (OMP_NUM_THREADS=1): the same float sums, bit for bit
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("IMU2CLIP_OFFLINE", "1")
+            train.main(args + ["--out", str(cut), "--resume"])
+            train.main(args + ["--out", str(full)])
+    finally:
+        torch.set_num_threads(threads)
     assert not list(cut.glob(".*.tmp-*"))
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (full, cut))
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, a["step"])
