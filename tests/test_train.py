@@ -136,7 +136,6 @@ FLAGS = ["--clip", "tiny", "--modalities", "imu,video,text", "--window-sec", "2"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    import data
     root = tmp_path_factory.mktemp("synthetic")
     world.synthesize(root, world.SynthConfig(recordings=24, minutes=1.0, width=16, height=16, workers=2))
     return root
@@ -167,7 +166,6 @@ def _log(out, event):
 
 
 def test_short_run_lowers_the_loss_and_beats_chance(full_run, dataset):
-    import data
     steps = _log(full_run, "train")
     assert [r["step"] for r in steps][-1] == _total_steps(full_run)
     assert np.mean([r["loss"] for r in steps[-3:]]) < np.mean([r["loss"] for r in steps[:3]]) - 0.5
