@@ -120,6 +120,11 @@ def num_parameters(module: nn.Module) -> int:
 CHECKPOINT_VERSION = 1  # bumped whenever the checkpoint dict changes incompatibly
 
 
+def _first_line(error: Exception) -> str:
+    """An exception as one line: torch's messages can span many, or be empty."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_checkpoint(path) -> dict:
     """A checkpoint written by train.py, loaded with weights_only=True; ValueError naming the file otherwise."""
     path = Path(path)
@@ -128,8 +133,7 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (a damaged file raises anything from EOFError to UnpicklingError)
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{path}: not a readable checkpoint ({why})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found})")
@@ -148,8 +152,7 @@ def encoder_from_checkpoint(ckpt: dict, path="checkpoint") -> IMUEncoder:
         encoder = IMUEncoder(IMUEncoderConfig(**ckpt["encoder_config"]))
         encoder.load_state_dict(ckpt["imu_encoder"])
     except (TypeError, ValueError, RuntimeError, AttributeError) as e:
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{path}: its encoder does not match its encoder_config ({why})") from None
+        raise ValueError(f"{path}: its encoder does not match its encoder_config ({_first_line(e)})") from None
     bad = [name for name, p in encoder.state_dict().items() if not torch.isfinite(p).all()]
     if bad:
         raise ValueError(f"{path}: non-finite encoder weights in {bad[0]} (a diverged run?)")

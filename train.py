@@ -278,8 +278,9 @@ def main(argv=None):
             trainable.temperature.load_state_dict(ckpt["temperature"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
-        model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
-            if world > 1 else trainable
+        model = trainable  # under torchrun, wrapped so that backward averages the gradients over processes
+        if world > 1:
+            model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)
         run = {"config": asdict(cfg), "window": asdict(window_cfg), "encoder_config": asdict(encoder.cfg),
                "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
                    "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
@@ -325,8 +326,8 @@ def main(argv=None):
                 step += 1
                 losses.append(loss.detach())
                 if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                    mean, rate = mean_over_processes(torch.stack(losses).mean(), world), \
-                        (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
+                    mean = mean_over_processes(torch.stack(losses).mean(), world)
+                    rate = (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
                     eta, losses = (total_steps - step) * B * world / rate, []
                     log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr,
                          "windows_per_s": rate}, f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total_steps} loss "
