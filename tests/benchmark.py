@@ -29,7 +29,8 @@ the time of every run go to --out. A smoke run on a small dataset:
 - world (--world, alone): can the default dataset's video be told from the body's activity? On the test split,
   with the offline ViT-B/32: the IMU->video MRR of oracles that predict a window's frame embedding as the mean
   training embedding of its activity, its scene, both, or its recording, next to the exact chance of the protocol;
-  then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
+  the activity oracle per activity; the share of the (unit) frame embeddings' variance that each key explains on
+  the training split; the recordings per scene of both splits; then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
   --task probe (mean and spread of IMU->video MRR, text->IMU MRR, probe accuracy).
 """
 import argparse
@@ -197,7 +198,8 @@ def bench_world(cfg: BenchConfig, work: Path) -> dict:
     clip = clip_vendor.FrozenCLIP(cfg.clip)
     train, test = (data.WindowDataset(root, split, data.WindowConfig(), clip) for split in ("train", "test"))
     groups = group_ids(test.video_emb)  # windows that share their frame are all right (evaluate.py's protocol)
-    report = {"test_windows": len(test), "chance_mrr": round(chance_metrics(right_counts(groups, groups), len(groups))["MRR"], 4), "oracle_mrr": {}}
+    chance = chance_metrics(right_counts(groups, groups), len(groups))["MRR"]
+    report = {"test_windows": len(test), "chance_mrr": round(chance, 4), "oracle_mrr": {}}
     scenes = [np.array([r.split("_", 1)[-1] for r in ds.recording_ids]) for ds in (train, test)]  # syn007_street
     keys = {"activity": (train.labels, test.labels), "scene": scenes,
             "activity_in_scene": [np.char.add(s, ds.labels.astype(str)) for s, ds in zip(scenes, (train, test))]}
@@ -207,6 +209,18 @@ def bench_world(cfg: BenchConfig, work: Path) -> dict:
         queries = np.stack([means[k] for k in k_test.tolist()])  # (N, D) predicted frame embeddings
         ranks = retrieval_ranks(queries, test.video_emb, groups, groups)  # (N,)
         report["oracle_mrr"][name] = round(rank_metrics(ranks)["MRR"], 4)
+        if name == "activity":  # which activities the view gives away across scenes
+            rr = 1.0 / ranks.numpy()  # (N,) reciprocal ranks
+            report["activity_oracle_mrr_by_activity"] = {
+                train.class_names[k]: round(float(rr[k_test == k].mean()), 4) for k in np.unique(k_test)}
+    unit = train.video_emb / np.linalg.norm(train.video_emb, axis=1, keepdims=True)  # (N, D) as retrieval sees them
+    centred = unit - unit.mean(axis=0)
+    explained = lambda key: 1 - sum(((centred[key == k] - centred[key == k].mean(0)) ** 2).sum()  # noqa: E731
+                                    for k in set(key.tolist())) / (centred ** 2).sum()
+    report["train_variance_explained"] = {name: round(float(explained(np.asarray(k))), 3)
+                                          for name, (k, _) in keys.items()}
+    report["recordings_per_scene"] = {ds.split: {s: sum(r.endswith("_" + s) for r in set(ds.recording_ids))
+                                                 for s in world.SCENES} for ds in (train, test)}
     rec = np.asarray(test.recording_ids)  # test recordings are not in train: the mean of its other test windows
     same = (rec[:, None] == rec[None]) & ~np.eye(len(rec), dtype=bool)  # (N, N)
     queries = same @ test.video_emb / np.maximum(same.sum(axis=1, keepdims=True), 1)
