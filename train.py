@@ -164,14 +164,6 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def mean_over_processes(value: torch.Tensor, world: int) -> float:
-    """The mean of a scalar over all processes: each process's loss covers only its own rows."""
-    if world > 1:
-        value = value.clone()
-        dist.all_reduce(value)  # the sum over processes
-    return value.item() / world
-
-
 # ----- Setup: processes, resume, data ----------------------------------------------------------------------------------
 
 def init_processes(device: str):
@@ -326,7 +318,10 @@ def main(argv=None):
                 step += 1
                 losses.append(loss.detach())
                 if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                    mean = mean_over_processes(torch.stack(losses).mean(), world)
+                    mean = torch.stack(losses).mean()  # this process's rows only
+                    if world > 1:
+                        dist.all_reduce(mean)  # the sum over processes
+                    mean = mean.item() / world
                     rate = (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
                     eta, losses = (total_steps - step) * B * world / rate, []
                     log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr,
