@@ -214,7 +214,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
 
 def load_splits(cfg: TrainConfig, window_cfg, clip, world: int):
     """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
-    root = Path(cfg.data) if cfg.data else data.default_dataset().resolve()
+    root = Path(cfg.data or data.default_dataset()).resolve()
     train_set = data.WindowDataset(root, "train", window_cfg, clip)
     val_set = data.WindowDataset(root, "val", window_cfg, clip)
     if len(train_set) < cfg.batch_size * world:
@@ -242,7 +242,6 @@ def main(argv=None):
             if out.exists() and not out.is_dir():
                 raise ValueError(f"--out {out}: exists and is not a directory")
             ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
-            cfg.data = str(Path(cfg.data).resolve()) if cfg.data else ""  # recorded resolved, compared on --resume
             cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
             rank, world, device = init_processes(cfg.device)
             clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None,
@@ -257,7 +256,7 @@ def main(argv=None):
                 raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
                                  f"{window_cfg.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
             train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window_cfg, clip, world))
-            cfg.data = str(train_set.root.resolve())
+            cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
             if ckpt is not None:
                 check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
             trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
