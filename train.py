@@ -170,9 +170,8 @@ def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
     world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)  # one GPU per process
-    if device.type == "cuda":
+    if device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
         torch.cuda.set_device(device)
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
