@@ -119,8 +119,7 @@ class Trainable(nn.Module):
 
     def __init__(self, encoder: IMUEncoder, temperature: Temperature):
         super().__init__()
-        self.encoder = encoder
-        self.temperature = temperature
+        self.encoder, self.temperature = encoder, temperature
 
     def forward(self, imu):
         return self.encoder(imu), self.temperature()  # (B, D), () tau
