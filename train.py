@@ -64,7 +64,8 @@ class TrainConfig:
     clip: str = flag("ViT-B/32", "frozen CLIP model; paper: ViT-B/32 ('tiny' for smoke runs)")
     clip_weights: str = flag("", "CLIP weights file; '' = clip_vendor's default (random-init when offline)")
     require_pretrained: bool = flag(False, "fail when the CLIP weights are missing, instead of random-init towers")
-    temperature: float = flag(0.1, "softmax temperature tau (paper and official code: 0.1); the initial value if learned")
+    temperature: float = flag(0.1, "softmax temperature tau (paper and official code: 0.1); the initial value "
+                                   "if learned")
     learn_temperature: bool = flag(True, "learn tau (official code), log-parametrised and clamped to [0.01, 1]")
     same_padding: bool = flag(True, "encoder: pad the convs so short windows survive (ours; official: no padding)")
     relu: bool = flag(False, "encoder: a ReLU after each conv (ours; official: none)")
@@ -92,7 +93,7 @@ def parse_args(argv=None) -> TrainConfig:
     return cfg
 
 
-# ----- The pieces of the loop ------------------------------------------------------------------------------------------
+# ----- The pieces of the loop -----------------------------------------------------------------------------------------
 
 def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
     """Linear warm-up to cfg.lr, then constant or (--cosine) a cosine decay to 0 at total_steps."""
@@ -163,7 +164,7 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-# ----- Setup: processes, resume, data ----------------------------------------------------------------------------------
+# ----- Setup: processes, resume, data ---------------------------------------------------------------------------------
 
 def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
@@ -198,9 +199,9 @@ def rank0_first(rank: int, world: int, work):
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     """ValueError unless the checkpoint was trained with this CLIP and the same run-defining flags."""
-    if ckpt["clip"].get("fingerprint") != clip.info()["fingerprint"]:
-        raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.info()['fingerprint']}"
-                         f"; pass the same --clip/--clip-weights or a new --out")
+    if ckpt["clip"].get("fingerprint") != clip.fingerprint:
+        raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.fingerprint}; pass "
+                         f"the same --clip/--clip-weights or a new --out")
     if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
         raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
@@ -210,18 +211,18 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
                              f"not {getattr(cfg, name)}; resume with the same flags")
 
 
-def load_splits(cfg: TrainConfig, window_cfg, clip, world: int):
+def load_splits(cfg: TrainConfig, window, clip, world: int):
     """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
     root = Path(cfg.data or data.default_dataset()).resolve()
-    train_set = data.WindowDataset(root, "train", window_cfg, clip)
-    val_set = data.WindowDataset(root, "val", window_cfg, clip)
+    train_set = data.WindowDataset(root, "train", window, clip)
+    val_set = data.WindowDataset(root, "val", window, clip)
     if len(train_set) < cfg.batch_size * world:
         raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
                              f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
     return train_set, val_set
 
 
-# ----- The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop -------------------------
+# ----- The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop ------------------------
 
 def fail(rank: int, message: str, code: int):
     """One `error:` line (from rank 0 only) and exit `code`: 2 for bad input, 1 for a run that diverged."""
@@ -242,18 +243,17 @@ def main(argv=None):
             ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
             cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
             rank, world, device = init_processes(cfg.device)
-            clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None,
-                                                               device=str(device),
-                                                               require_pretrained=cfg.require_pretrained))
+            clip = rank0_first(rank, world, lambda: FrozenCLIP(
+                cfg.clip, weights=cfg.clip_weights or None, device=device, require_pretrained=cfg.require_pretrained))
             torch.manual_seed(cfg.seed)
             encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
                                                   **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
-            window_cfg = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
+            window = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
                                            video_mode=cfg.video_mode)
-            if encoder.output_length(window_cfg.num_samples) < 1:
+            if encoder.output_length(window.num_samples) < 1:
                 raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
-                                 f"{window_cfg.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
-            train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window_cfg, clip, world))
+                                 f"{window.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
+            train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window, clip, world))
             cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
             if ckpt is not None:
                 check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
@@ -270,7 +270,7 @@ def main(argv=None):
         model = trainable  # under torchrun, wrapped so that backward averages the gradients over processes
         if world > 1:
             model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)
-        run = {"config": asdict(cfg), "window": asdict(window_cfg), "encoder_config": asdict(encoder.cfg),
+        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
                "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
                    "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
         header = {"event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
@@ -320,10 +320,10 @@ def main(argv=None):
                         dist.all_reduce(mean)  # the sum over processes
                     mean = mean.item() / world
                     rate = (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
-                    eta, losses = (total_steps - step) * B * world / rate, []
+                    eta, losses = time.gmtime((total_steps - step) * B * world / rate), []
                     log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr,
                          "windows_per_s": rate}, f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total_steps} loss "
-                        f"{mean:.4f} lr {lr:.2e} {rate:,.0f} windows/s ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                        f"{mean:.4f} lr {lr:.2e} {rate:,.0f} windows/s ETA {time.strftime('%H:%M:%S', eta)}")
             metrics = validate(trainable, val_set, targets, B * world, device)
             is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
             ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
