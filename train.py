@@ -93,8 +93,6 @@ def parse_args(argv=None) -> TrainConfig:
     return cfg
 
 
-# ----- The pieces of the loop -----------------------------------------------------------------------------------------
-
 def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
     """Linear warm-up to cfg.lr, then constant or (--cosine) a cosine decay to 0 at total_steps."""
     if step < cfg.warmup_steps:
@@ -163,8 +161,6 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
     """Atomically; only tensors and plain containers inside, so that weights_only loading works."""
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
-
-# ----- Setup: processes, resume, data ---------------------------------------------------------------------------------
 
 def init_processes(device: str):
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
