@@ -245,7 +245,7 @@ def main(argv=None):
             encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
                                                   **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
             window = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
-                                           video_mode=cfg.video_mode)
+                                       video_mode=cfg.video_mode)
             if encoder.output_length(window.num_samples) < 1:
                 raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
                                  f"{window.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
