@@ -82,12 +82,13 @@ def parse_args(argv=None) -> TrainConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data.add_flags(parser, TrainConfig)
     cfg = data.config_from(TrainConfig, parser.parse_args(argv))
-    finite = all(math.isfinite(x) for x in (cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.window_sec, cfg.rate_hz))
+    finite = all(math.isfinite(x) for x in (cfg.lr, cfg.weight_decay, cfg.grad_clip))
     if not (finite and cfg.lr > 0 and cfg.weight_decay >= 0 and cfg.grad_clip >= 0 and cfg.warmup_steps >= 0):
         raise ValueError("--lr must be finite and > 0; --weight-decay, --grad-clip and --warmup-steps finite and >= 0")
-    if not (cfg.window_sec > 0 and cfg.rate_hz > 0 and cfg.epochs >= 1 and cfg.batch_size >= 2 and cfg.log_every >= 1):
-        raise ValueError("--window-sec and --rate-hz must be > 0, --epochs >= 1, --batch-size >= 2 (a contrastive "
-                         "batch) and --log-every >= 1")
+    positive = all(math.isfinite(x) and x > 0 for x in (cfg.window_sec, cfg.rate_hz))
+    if not (positive and cfg.epochs >= 1 and cfg.batch_size >= 2 and cfg.log_every >= 1):
+        raise ValueError("--window-sec and --rate-hz must be finite and > 0, --epochs >= 1, --batch-size >= 2 (a "
+                         "contrastive batch) and --log-every >= 1")
     if "text" in parse_modalities(cfg.modalities) and cfg.windows == "sliding":
         raise ValueError("--windows sliding has no narrations; use --modalities imu,video or --windows narration")
     return cfg

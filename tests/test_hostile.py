@@ -106,6 +106,7 @@ ROWS = [
     ("train", ["--data", D, "--epochs", "0"], 2, "--epochs >= 1"),
     ("train", ["--data", D, "--window-sec", "0"], 2, "--window-sec"),
     ("train", ["--data", D, "--rate-hz=-50"], 2, "--rate-hz"),
+    ("train", ["--data", D, "--window-sec", "inf"], 2, "--window-sec and --rate-hz must be finite"),
     ("train", ["--data", D, "--window-sec", "0.3"], 2, "encoder needs at least"),
     ("train", ["--data", D, "--modalities", "imu,audio"], 2, "unknown modality 'audio'"),
     ("train", ["--data", D, "--modalities", "video,text"], 2, "imu is required"),
