@@ -180,7 +180,6 @@ def zero_shot_predict(imu_emb, class_emb):
 @dataclass
 class FitConfig:
     """How the probe, fine-tune and from-scratch classifiers are trained (one config, three variants)."""
-
     steps: int = 300  # most optimizer steps (not epochs: a 40-window set gets the same budget as a large one)
     val_every: int = 20  # steps between two validation losses; the weights of the lowest one are kept
     patience: int = 5  # stop after this many validations without a lower loss
@@ -241,7 +240,6 @@ def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConf
 
 
 VARIANTS = ("zeroshot", "probe", "finetune", "scratch")  # activity recognition variants, in report order
-SUPERVISED = VARIANTS[1:]
 
 
 def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: FitConfig, seed, device):
@@ -334,7 +332,7 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
         pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
         variants["zeroshot"] = classification_metrics(lab.y_test, pred, K)
     std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
-    for variant in (v for v in SUPERVISED if v in steps):
+    for variant in (v for v in VARIANTS[1:] if v in steps):  # the supervised ones
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
             for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -365,10 +363,7 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
 CURVE_COLORS = {"probe": (31, 119, 180), "finetune": (214, 39, 40), "scratch": (120, 120, 120)}
-
-
-def font(size):
-    return ImageFont.load_default(size=size)  # PIL's scalable built-in font (Pillow >= 10.1)
+font = ImageFont.load_default  # font(size): PIL's scalable built-in font (Pillow >= 10.1)
 
 
 def _canvas(size, title):
@@ -507,7 +502,6 @@ def activity_pictures(a, random_init):
         pictures["label_efficiency.png"] = draw_label_efficiency(
             curves, a["chance"]["uniform_accuracy"], f"Activity recognition vs labels ({a['seeds']} seeds, ± std)")
     return pictures
-
 
 
 def _num(m, key):
