@@ -296,8 +296,7 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
         text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
         directions = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text), **directions,
                       "text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)}
-    N, metrics = len(test), {}
-    K = min(cfg.pool_size, N) if cfg.pool_size > 0 else N
+    K, metrics = min(cfg.pool_size or len(test), len(test)), {}  # K: candidates per query
     for name, (q, c, g) in directions.items():
         if cfg.pool_size > 0:
             ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
@@ -305,7 +304,7 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
             ranks, n_right = retrieval_ranks(q, c, g, g), right_counts(g, g)  # (N,) each
         m = metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
         print(f"[evaluate] retrieval {name}: R@1 {m['R@1']:.4f} (chance {m['chance']['R@1']:.4f})", file=sys.stderr)
-    return {"split": "test", "windows": N, "recordings": len(set(test.recording_ids)), "pool_size": K,
+    return {"split": "test", "windows": len(test), "recordings": len(set(test.recording_ids)), "pool_size": K,
             "mode": "pooled" if cfg.pool_size > 0 else "full", "pool_repeats": cfg.pool_repeats if cfg.pool_size else 1,
             "directions": metrics}
 
@@ -452,13 +451,12 @@ def draw_confusion(confusion, class_names, title, cell=44):
 def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40, 150, 50)):
     """Test accuracy against the fraction of training labels (log axis), a curve per variant with error bars of
     +- std over seeds; curves: {variant: {fraction: {"accuracy", "accuracy_std"}}}; chance: a dashed line."""
-    (W, H), (ml, mt, mr, mb) = size, margin
+    (W, H), (ml, mt, mr, mb), small = size, margin, font(12)
     fracs = sorted({f for c in curves.values() for f in c})
     lo, hi = np.log10(fracs[0]) - 0.1, np.log10(fracs[-1]) + 0.1
     x_of = lambda f: ml + (np.log10(f) - lo) / (hi - lo) * (W - ml - mr)  # noqa: E731
     y_of = lambda a: H - mb - a * (H - mt - mb)  # noqa: E731  accuracy in [0, 1]
     canvas, draw = _canvas(size, title)
-    small = font(12)
     for a in (0, 0.25, 0.5, 0.75, 1):
         draw.line([(ml, y_of(a)), (W - mr, y_of(a))], fill=(225, 225, 225))
         draw.text((ml - 6, y_of(a)), f"{a:.2f}", fill=INK, font=small, anchor="rm")
@@ -557,8 +555,8 @@ def summary_markdown(report):
 
 
 def write_reports(out, report, pictures):
-    """metrics.json, summary.md and the pictures, each written atomically; returns (report, summary). Floats are
-    rounded to 4 decimals first, so that metrics.json and summary.md show the same numbers."""
+    """metrics.json, summary.md and the pictures, each written atomically, then summary.md on stdout; returns the
+    report as written. Floats are rounded to 4 decimals first, so that metrics.json and summary.md agree."""
     report = json.loads(json.dumps({**report, "files": sorted(["metrics.json", "summary.md", *pictures])}),
                         parse_float=lambda v: round(float(v), 4))
     summary = summary_markdown(report)
@@ -566,7 +564,9 @@ def write_reports(out, report, pictures):
         data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
     data.atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     data.atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary + "\n"))
-    return report, summary
+    print(summary)
+    print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
+    return report
 
 
 # ----- Command line: every check at this edge, then the tasks, then the reports -------------------------------------
@@ -693,11 +693,7 @@ def run(cfg: EvalConfig) -> dict:
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
         pictures.update(activity_pictures(report["activity"], bool(banner)))
-    out = Path(cfg.out) if cfg.out else path.parent / "eval"
-    report, summary = write_reports(out, report, pictures)
-    print(summary)
-    print(f"[evaluate] wrote {', '.join(report['files'])} to {out}", file=sys.stderr)
-    return report
+    return write_reports(Path(cfg.out) if cfg.out else path.parent / "eval", report, pictures)
 
 
 def main(argv=None):
