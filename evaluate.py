@@ -138,7 +138,7 @@ def chance_metrics(n_right, n_candidates):
 def group_ids(*keys):
     """Windows that share any key are one group (union over keys): each key is a list (N,) of hashables or a
     float array (N, D) compared row-exactly. Returns int64 (N,)."""
-    parent = list(range(len(keys[0])))
+    parent = list(range(len(keys[0])))  # union-find forest over the windows
 
     def find(i):
         while parent[i] != i:
@@ -239,9 +239,6 @@ def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConf
     return model.eval(), step
 
 
-VARIANTS = ("zeroshot", "probe", "finetune", "scratch")  # activity recognition variants, in report order
-
-
 def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: FitConfig, seed, device):
     """One supervised variant, a linear head on an encoder: returns (windows (N, 6, T) -> logits (N, K), steps)."""
     torch.manual_seed(seed)  # the head's (and the from-scratch encoder's) initialisation
@@ -262,6 +259,7 @@ def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: 
 
 # ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
 
+VARIANTS = ("zeroshot", "probe", "finetune", "scratch")  # activity recognition variants, in report order
 TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
          "finetune": ("finetune", "scratch"), "all": ("retrieval",) + VARIANTS,
          "pretrained": ("retrieval",) + VARIANTS[:3]}  # --task -> what runs; pretrained: all but scratch
