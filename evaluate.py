@@ -476,15 +476,6 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
     return canvas
 
 
-def retrieval_pictures(cfg, root, test, imu_emb):
-    """retrieval_examples.png and, when the windows have narrations, text_queries.png: --examples random queries."""
-    queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
-    pictures = {"retrieval_examples.png": draw_retrieval_examples(root, test, imu_emb, queries)}
-    if test.text_emb is not None:
-        pictures["text_queries.png"] = draw_text_queries(test, imu_emb, queries)
-    return pictures
-
-
 def activity_pictures(a, random_init):
     """confusion_<variant>.png (counts summed over seeds) and, for several fractions, label_efficiency.png."""
     pictures = {}
@@ -687,7 +678,10 @@ def run(cfg: EvalConfig) -> dict:
     if "retrieval" in steps:
         imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
         report["retrieval"] = task_retrieval(cfg, test, imu_emb)
-        pictures.update(retrieval_pictures(cfg, root, test, imu_emb))
+        queries = np.sort(np.random.default_rng(cfg.seed).choice(len(test), min(cfg.examples, len(test)), False))
+        pictures["retrieval_examples.png"] = draw_retrieval_examples(root, test, imu_emb, queries)  # --examples queries
+        if test.text_emb is not None:  # the windows have narrations: the same queries as text
+            pictures["text_queries.png"] = draw_text_queries(test, imu_emb, queries)
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
         pictures.update(activity_pictures(report["activity"], bool(banner)))
