@@ -689,9 +689,8 @@ def run(cfg: EvalConfig) -> dict:
 
 
 def main(argv=None):
-    cfg = parse_args(argv)
     try:
-        run(cfg)
+        run(parse_args(argv))
     except ValueError as e:  # bad flags, checkpoint or data (data.DataError is a ValueError): one line, exit 2
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
