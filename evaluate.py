@@ -99,7 +99,7 @@ def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
             pool = perm[a : a + K]  # the queried windows
             cands = torch.cat([pool, perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]])  # (K,)
             ranks[r, pool] = retrieval_ranks(q[pool], c[cands], g[pool], g[cands])
-            n_right[r, pool] = right_counts(g[pool], g[cands])
+            n_right[r, pool.numpy()] = right_counts(g[pool], g[cands])  # (a 1-element tensor indexes as a number)
     return ranks, n_right
 
 

@@ -144,6 +144,9 @@ def test_pooled_ranks_have_exactly_k_candidates():
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(1))  # the first repeat's first pool
     pool = perm[:K]
     assert n_right[0, pool].tolist() == [int((g[pool] == g[i]).sum()) for i in pool]
+    # a last pool of one window (21 = 4 x 5 + 1) still meets K candidates
+    ranks, n_right = ev.pooled_ranks(np.roll(c[:21, :21], -1, axis=0), c[:21, :21], torch.arange(21), K, 2, seed=0)
+    assert (ranks == K).all() and (n_right == 1).all()
 
 
 def test_non_finite_embeddings_rank_worst():
