@@ -576,15 +576,17 @@ class LabelledSet:
     path: Path  # the file it was read from
 
 
-def stratified_split(labels, test_frac, seed):
-    """Deterministic per-class split: round(test_frac * n_c) windows of each class (>= 1 when n_c >= 2)."""
-    split = np.full(len(labels), "train", dtype="<U5")
-    rng = np.random.default_rng(seed)
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        n_test = max(1, int(round(test_frac * len(members)))) if len(members) >= 2 else 0
-        split[members[:n_test]] = "test"
-    return split
+def stratified_split(labels, held_out_frac, seed, keep_frac=1.0):
+    """Deterministic per-class split -> (kept, held_out) sorted indices. Of each class's n windows, round(held_out_frac
+    * n) are held out (at least 1 and at most n - 1 when held_out_frac > 0: a lone window is kept), then keep_frac of
+    the rest is kept (at least 1; for one seed the kept sets are nested as keep_frac grows)."""
+    y, rng, kept, held = np.asarray(labels), np.random.default_rng(seed), [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_held = min(len(idx) - 1, max(1, round(held_out_frac * len(idx)))) if held_out_frac > 0 else 0
+        held.extend(idx[:n_held])
+        kept.extend(idx[n_held : n_held + max(1, round(keep_frac * (len(idx) - n_held)))])
+    return np.sort(np.array(kept, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
 
 
 def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
@@ -613,7 +615,9 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
-    split = data["split"] if "split" in data else stratified_split(labels, test_frac, seed)
+    split = data["split"] if "split" in data else np.full(N, "train", dtype="<U5")
+    if "split" not in data:
+        split[stratified_split(labels, test_frac, seed)[1]] = "test"
     _need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
           f"'train'/'test'")
     src_rate = float(src_rate)

@@ -135,24 +135,12 @@ def chance_metrics(n_right, n_candidates):
     return out
 
 
-def group_ids(*keys):
-    """Windows that share any key are one group (union over keys): each key is a list (N,) of hashables or a
-    float array (N, D) compared row-exactly. Returns int64 (N,)."""
-    parent = list(range(len(keys[0])))  # union-find forest over the windows
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for key in keys:
-        if isinstance(key, np.ndarray):
-            key = [row.tobytes() for row in np.ascontiguousarray(key)]
-        first = {}
-        for i, k in enumerate(key):
-            parent[find(i)] = find(first.setdefault(k, i))
-    return torch.tensor([find(i) for i in range(len(parent))])
+def group_ids(key):
+    """Windows with an identical key are one group: key is a list (N,) of strings or a float array (N, D) compared
+    row-exactly. Returns int64 (N,): each window's group is the index of the group's first window."""
+    rows = [row.tobytes() for row in np.ascontiguousarray(key)] if isinstance(key, np.ndarray) else list(key)
+    first = {}
+    return torch.tensor([first.setdefault(k, i) for i, k in enumerate(rows)])
 
 
 # ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
@@ -177,32 +165,6 @@ def zero_shot_predict(imu_emb, class_emb):
     return (a @ b.T).argmax(1)  # (N, K) -> (N,)
 
 
-@dataclass
-class FitConfig:
-    """How the probe, fine-tune and from-scratch classifiers are trained (one config, three variants)."""
-    steps: int = 300  # most optimizer steps (not epochs: a 40-window set gets the same budget as a large one)
-    val_every: int = 20  # steps between two validation losses; the weights of the lowest one are kept
-    patience: int = 5  # stop after this many validations without a lower loss
-    batch_size: int = 32  # windows per step
-    probe_lr: float = 1e-2  # AdamW learning rate of the probe's linear layer (frozen features converge slowly)
-    lr: float = 1e-3  # AdamW learning rate of the fine-tune head and of the whole from-scratch model
-    encoder_lr: float = 1e-4  # AdamW learning rate of the pretrained encoder when fine-tuning
-    weight_decay: float = 1e-4  # AdamW weight decay
-
-
-def split_train_val(labels, val_fraction, train_fraction, seed):
-    """Stratified (fit, val) indices, fit subsampled to train_fraction (nested over fractions for one seed); a class
-    of >= 2 windows gives each part one, a lone window goes to fit (data.py must not import this: no shared code)."""
-    y, rng, fit, val = np.asarray(labels), np.random.default_rng(seed), [], []
-    for k in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == k))
-        n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx)))) if val_fraction > 0 else 0
-        n_fit = max(1, round(train_fraction * (len(idx) - n_val)))
-        val.extend(idx[:n_val])
-        fit.extend(idx[n_val : n_val + n_fit])
-    return np.sort(np.array(fit, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
-
-
 @torch.no_grad()
 def predict(model, x, batch_size, device):
     """model(x) in eval mode, batch by batch (every row, no drop_last), on the CPU: (N, ...) -> (N, K)."""
@@ -211,15 +173,16 @@ def predict(model, x, batch_size, device):
     return torch.cat(out) if out else torch.empty(0)
 
 
-def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConfig, seed, device, name=""):
+def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, name=""):
     """Cross-entropy on CPU tensors x_* (windows (N, 6, T) or features (N, D)) for cfg.steps steps, early-stopped on
-    the val loss (none: the whole budget). Returns the best-validation model in eval mode and the steps run."""
+    the val loss (none: the whole budget); cfg: an EvalConfig. Returns the best-validation model in eval mode and the
+    steps run."""
     gen, opt = torch.Generator().manual_seed(seed), torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     best, best_state, since_best, batches = float("inf"), None, 0, []
     model.to(device)
     for step in range(1, cfg.steps + 1):
         if not batches:  # a new shuffled pass of near-equal batches (never a batch of 1 when n >= 2)
-            batches = list(torch.randperm(len(x_fit), generator=gen).tensor_split(-(-len(x_fit) // cfg.batch_size)))
+            batches = list(torch.randperm(len(x_fit), generator=gen).tensor_split(-(-len(x_fit) // cfg.fit_batch_size)))
         idx = batches.pop()
         model.train()
         loss = F.cross_entropy(model(x_fit[idx].to(device)), y_fit[idx].to(device))
@@ -239,7 +202,7 @@ def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg: FitConf
     return model.eval(), step
 
 
-def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg: FitConfig, seed, device):
+def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg, seed, device):
     """One supervised variant, a linear head on an encoder: returns (windows (N, 6, T) -> logits (N, K), steps)."""
     torch.manual_seed(seed)  # the head's (and the from-scratch encoder's) initialisation
     head = nn.Linear(encoder.cfg.embed_dim, n_classes)
@@ -276,8 +239,15 @@ class EvalConfig:
     pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates")
     pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set")
     prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
-    steps: int = flag(300, "most optimizer steps of the probe / fine-tune / from-scratch training")
-    patience: int = flag(5, "early stopping: validations (every 20 steps) without a lower validation loss")
+    steps: int = flag(300, "most optimizer steps of the probe / fine-tune / from-scratch training (not epochs: a "
+                           "40-window set gets the same budget as a large one)")
+    val_every: int = flag(20, "steps between two validation losses; the weights of the lowest one are kept")
+    patience: int = flag(5, "early stopping: validations without a lower validation loss")
+    fit_batch_size: int = flag(32, "windows per step of the probe / fine-tune / from-scratch training")
+    probe_lr: float = flag(1e-2, "AdamW learning rate of the probe's linear layer (frozen features converge slowly)")
+    lr: float = flag(1e-3, "AdamW learning rate of the fine-tune head and of the whole from-scratch model")
+    encoder_lr: float = flag(1e-4, "AdamW learning rate of the pretrained encoder when fine-tuning")
+    weight_decay: float = flag(1e-4, "AdamW weight decay of the three classifiers")
     seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute")
     train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
     seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders")
@@ -323,7 +293,7 @@ class LabelledSplits:
 
 def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
     """Activity recognition (module docstring) as metrics.json's activity section, every train fraction in it."""
-    K, fit_cfg, variants, curves = len(lab.class_names), FitConfig(steps=cfg.steps, patience=cfg.patience), {}, {}
+    K, variants, curves = len(lab.class_names), {}, {}
     if "zeroshot" in steps:  # each test window's nearest class-name text embedding
         class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
         pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
@@ -333,9 +303,9 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
             for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-                fit, _ = split_train_val(lab.y_train, 0.0, fraction, seed)  # stratified, >= 1 window per class
+                fit, _ = data.stratified_split(lab.y_train, 0.0, seed, fraction)  # >= 1 window per class
                 model, n_steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
-                                               lab.y_val, K, fit_cfg, seed, device)
+                                               lab.y_val, K, cfg, seed, device)
                 pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
                 runs.append({**classification_metrics(lab.y_test, pred, K), "steps": n_steps})
             acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
@@ -578,8 +548,12 @@ def check_flags(cfg: EvalConfig):
         (not cfg.checkpoint, "--checkpoint is required, e.g. --checkpoint runs/imu-video-text/best.pt"),
         ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
         (min(cfg.pool_size, cfg.examples) < 0, "--pool-size and --examples must be >= 0"),
-        (min(cfg.pool_repeats, cfg.steps, cfg.patience, cfg.seeds, cfg.batch_size) < 1,
-         "--pool-repeats, --steps, --patience, --seeds and --batch-size must be >= 1"),
+        (min(cfg.pool_repeats, cfg.steps, cfg.val_every, cfg.patience, cfg.seeds, cfg.batch_size,
+             cfg.fit_batch_size) < 1, "--pool-repeats, --steps, --val-every, --patience, --seeds, --batch-size and "
+                                      "--fit-batch-size must be >= 1"),
+        (not (min(cfg.probe_lr, cfg.lr, cfg.encoder_lr) > 0 and 0 <= cfg.weight_decay < float("inf")
+              and max(cfg.probe_lr, cfg.lr, cfg.encoder_lr) < float("inf")),
+         "--probe-lr, --lr and --encoder-lr must be finite and > 0, --weight-decay finite and >= 0"),
         (not all(0 < f <= 1 for f in cfg.train_fraction), "--train-fraction: every fraction must be in (0, 1]"),
         (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
         if bad:
@@ -611,7 +585,7 @@ def labelled_splits(cfg, root, window, clip, test):
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
         train, test_idx = np.flatnonzero(lab.split == "train"), np.flatnonzero(lab.split == "test")
-        fit, val = (train[i] for i in split_train_val(y[train], 0.2, 1.0, seed=0))
+        fit, val = (train[i] for i in data.stratified_split(y[train], 0.2, seed=0))
         parts, source, val_source = [(x[i], y[i]) for i in (fit, val, test_idx)], str(cfg.labelled), "20% of train"
         names = lab.class_names
     else:
