@@ -487,14 +487,14 @@ def summary_markdown(report):
                else f"all {r['pool_size']} test windows as candidates")
         rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
                 for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
-        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings; {how}; "
-                  f"exact chance per direction)", "", *_table([f"direction{tag}", *METRIC_NAMES], rows)]
+        new = report["test_recordings"]["new"]
+        new = f"{new} new to the checkpoint" if new is not None else "not checked as new to the checkpoint"
+        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, {new}; "
+                  f"{how}; exact chance per direction)", "", *_table([f"direction{tag}", *METRIC_NAMES], rows)]
         if "text->video via imu" in r["directions"]:
-            lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), "
-                      "right = the narrated window's video; `text->video (clip)` is CLIP's own Text->Video, which "
-                      "bounds it: it measures how much of CLIP's image-text alignment the IMU encoder inherits." +
-                      (" CLIP is random-init here: it has no image-text alignment to transfer, so that row sits at "
-                       "chance; pretrained weights are needed for it to mean anything." if banner else ""), ""]
+            lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), right "
+                      "= the narrated video; CLIP's own `text->video (clip)` bounds it." + (" Random-init CLIP has no "
+                      "image-text alignment to transfer: that row sits at chance." if banner else ""), ""]
     if "activity" in report:
         a = report["activity"]
         rows = [[name, _num(m, "accuracy"), _num(m, "macro_f1"), str(m.get("steps", "-"))]
@@ -611,11 +611,13 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
     if test is not None:
         ids = set(test.recording_ids)
-        report["test_recordings"] = {"count": len(ids), "checked_unseen": "recordings" in ckpt}
-        if "recordings" not in ckpt:
+        seen = ids & {r for part in ("train", "val") for r in ckpt.get("recordings", {}).get(part, ())}
+        checked = "recordings" in ckpt
+        report["test_recordings"] = {"count": len(ids), "checked_unseen": checked, "new": len(ids - seen) if checked
+                                     else None}
+        if not checked:
             warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot check "
                          f"that the {len(ids)} test recordings were held out")
-        seen = ids & {r for part in ("train", "val") for r in ckpt.get("recordings", {}).get(part, ())}
         if seen:
             raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
                              f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "

@@ -431,7 +431,9 @@ def test_refuses_to_test_on_training_recordings(world, tmp_path, capsys):
     ckpt = save(world["ckpt"], tmp_path / "best.pt", recordings={"train": ["elsewhere"], "val": []})
     ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--out", str(tmp_path / "eval"), "--examples", "1"])
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert report["test_recordings"] == {"count": len(test_ids), "checked_unseen": True}
+    assert report["test_recordings"] == {"count": len(test_ids), "checked_unseen": True, "new": len(test_ids)}
+    summary = (tmp_path / "eval" / "summary.md").read_text()
+    assert f"{len(test_ids)} recordings, {len(test_ids)} new to the checkpoint" in summary
     assert "does not list the recordings" not in capsys.readouterr().err
 
 
