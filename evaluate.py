@@ -15,11 +15,9 @@ Run:
 
 Data, window and CLIP come from the checkpoint (--data, --labelled override the data); recordings it was trained or
 validated on are refused as test data. --out (default CHECKPOINT_DIR/eval) gets metrics.json, summary.md (the same
-numbers as tables) and the pictures. Retrieval conventions (README section 7, and the tests): a query's rank is 1 +
-the number of *wrong* candidates scoring >= its best right one (ties count against it; a non-finite score counts as
--inf, so a collapsed or NaN encoder ranks worst). A candidate is right when it shares the query's group: identical
+numbers as tables) and the pictures. A retrieval candidate is right when it shares the query's group: identical
 narrations for Text<->IMU (negatives in a training batch, but the same query text here), identical video embeddings
-otherwise. Chance is exact per direction (chance_metrics): with repeated narrations well above 1 / pool size.
+otherwise; ranks are pessimistic about ties (retrieval_ranks), chance is exact for that ground truth (chance_metrics).
 """
 import argparse
 import copy
@@ -551,8 +549,8 @@ def check_flags(cfg: EvalConfig):
         (min(cfg.pool_repeats, cfg.steps, cfg.val_every, cfg.patience, cfg.seeds, cfg.batch_size,
              cfg.fit_batch_size) < 1, "--pool-repeats, --steps, --val-every, --patience, --seeds, --batch-size and "
                                       "--fit-batch-size must be >= 1"),
-        (not (min(cfg.probe_lr, cfg.lr, cfg.encoder_lr) > 0 and 0 <= cfg.weight_decay < float("inf")
-              and max(cfg.probe_lr, cfg.lr, cfg.encoder_lr) < float("inf")),
+        (not (np.isfinite([cfg.probe_lr, cfg.lr, cfg.encoder_lr, cfg.weight_decay]).all()
+              and min(cfg.probe_lr, cfg.lr, cfg.encoder_lr) > 0 and cfg.weight_decay >= 0),
          "--probe-lr, --lr and --encoder-lr must be finite and > 0, --weight-decay finite and >= 0"),
         (not all(0 < f <= 1 for f in cfg.train_fraction), "--train-fraction: every fraction must be in (0, 1]"),
         (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
