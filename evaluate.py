@@ -25,7 +25,7 @@ import functools
 import json
 import sys
 import textwrap
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -486,9 +486,9 @@ def summary_markdown(report):
         rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
                 for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         new = report["test_recordings"]["new"]
-        new = f"{new} new to the checkpoint" if new is not None else "not checked as new to the checkpoint"
-        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, {new}; "
-                  f"{how}; exact chance per direction)", "", *_table([f"direction{tag}", *METRIC_NAMES], rows)]
+        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, {new} "
+                  f"new to the checkpoint; {how}; exact chance per direction)", "",
+                  *_table([f"direction{tag}", *METRIC_NAMES], rows)]
         if "text->video via imu" in r["directions"]:
             lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), right "
                       "= the narrated video; CLIP's own `text->video (clip)` bounds it." + (" Random-init CLIP has no "
@@ -561,9 +561,8 @@ def check_flags(cfg: EvalConfig):
 def load_model(path, device):
     """(checkpoint, WindowConfig, frozen CLIP, IMU encoder, trained modalities); ValueError naming the file."""
     ckpt = load_checkpoint(path)
-    known = {f.name for f in fields(data.WindowConfig)}  # older checkpoints carry fields since removed (split_seed)
     try:
-        window = data.WindowConfig(**{k: v for k, v in ckpt["window"].items() if k in known})
+        window = data.WindowConfig(**ckpt["window"])
         encoder = encoder_from_checkpoint(ckpt).to(device)
         trained_on = parse_modalities(ckpt["config"].get("modalities", ""))
     except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a config or weights model.py no longer fits
@@ -609,13 +608,8 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     test = data.WindowDataset(root, "test", window, clip) if "retrieval" in steps or not cfg.labelled else None
     if test is not None:
         ids = set(test.recording_ids)
-        seen = ids & {r for part in ("train", "val") for r in ckpt.get("recordings", {}).get(part, ())}
-        checked = "recordings" in ckpt
-        report["test_recordings"] = {"count": len(ids), "checked_unseen": checked, "new": len(ids - seen) if checked
-                                     else None}
-        if not checked:
-            warn(report, f"{path} does not list the recordings it was trained on (an older train.py): cannot check "
-                         f"that the {len(ids)} test recordings were held out")
+        seen = ids & {r for part in ("train", "val") for r in ckpt["recordings"][part]}
+        report["test_recordings"] = {"count": len(ids), "new": len(ids - seen)}
         if seen:
             raise ValueError(f"{path} was trained or validated on {len(seen)} of the {len(ids)} test recordings "
                              f"({', '.join(sorted(seen)[:3])}{', ...' if len(seen) > 3 else ''}): refusing to report "

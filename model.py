@@ -117,7 +117,7 @@ def num_parameters(module: nn.Module) -> int:
 
 
 # Checkpoints: train.py writes them, evaluate.py and train.py --resume read them.
-CHECKPOINT_VERSION = 1  # bumped whenever the checkpoint dict changes incompatibly
+CHECKPOINT_VERSION = 2  # bumped whenever the checkpoint dict changes incompatibly; 2: lists its train/val recordings
 
 
 def _first_line(error: Exception) -> str:
@@ -136,9 +136,10 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found})")
+        raise ValueError(f"{path}: not an IMU2CLIP checkpoint of version {CHECKPOINT_VERSION} (found {found}; "
+                         f"an older train.py's: retrain)")
     missing = [k for k in ("imu_encoder", "encoder_config", "optimizer", "step", "epoch", "config", "window", "data",
-                           "clip", "metrics") if k not in ckpt]
+                           "recordings", "clip", "metrics") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a complete IMU2CLIP checkpoint (missing {', '.join(missing)})")
     encoder_from_checkpoint(ckpt, path)  # its encoder must load, or fail here with one line

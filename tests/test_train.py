@@ -115,11 +115,11 @@ def test_load_checkpoint_rejects_bad_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
         model.load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"version": 1, "imu_encoder": {}}, tmp_path / "partial.pt")
+    torch.save({"version": model.CHECKPOINT_VERSION, "imu_encoder": {}}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="partial.pt: not a complete IMU2CLIP checkpoint .missing encoder_config"):
         model.load_checkpoint(tmp_path / "partial.pt")
     torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="list.pt: not an IMU2CLIP checkpoint of version 1 .found list"):
+    with pytest.raises(ValueError, match="list.pt: not an IMU2CLIP checkpoint of version 2 .found list"):
         model.load_checkpoint(tmp_path / "list.pt")
     torch.save({"x": Path("a")}, tmp_path / "unsafe.pt")  # not loadable with weights_only=True
     with pytest.raises(ValueError, match="unsafe.pt: not a readable checkpoint"):
@@ -201,7 +201,7 @@ def test_run_writes_config_log_and_checkpoint(full_run):
     assert _log(full_run, "start")[0]["clip"] == config["clip"]
     ckpt = torch.load(full_run / "checkpoint.pt", weights_only=True)
     assert {"version", "imu_encoder", "encoder_config", "optimizer", "step", "epoch", "config", "window", "data",
-            "clip", "metrics"} <= set(ckpt)
+            "recordings", "clip", "metrics"} <= set(ckpt)
     assert (ckpt["epoch"], ckpt["step"]) == (4, _total_steps(full_run))
     assert not list(full_run.glob("*.tmp-*"))  # atomic writes leave no temporary files
 
