@@ -492,7 +492,8 @@ def summary_markdown(report):
         if "text->video via imu" in r["directions"]:
             lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), right "
                       "= the narrated video; CLIP's own `text->video (clip)` bounds it." + (" Random-init CLIP has no "
-                      "image-text alignment to transfer: that row sits at chance." if banner else ""), ""]
+                      "image-text alignment to transfer: `text->video (clip)` sits at chance, and so does `text->video "
+                      "via imu` unless the IMU was trained on the narrations themselves." if banner else ""), ""]
     if "activity" in report:
         a = report["activity"]
         rows = [[name, _num(m, "accuracy"), _num(m, "macro_f1"), str(m.get("steps", "-"))]
