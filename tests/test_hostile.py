@@ -144,6 +144,9 @@ ROWS = [
     ("evaluate", ["--checkpoint", R + "/best.pt", "--weight-decay=-1"], 2, "--weight-decay"),
     ("data", ["synth", "--out", B + "/a_file"], 2, "exists and is not a directory"),
     ("data", ["synth", "--out", "{new}/x", "--recordings", "0"], 2, "recordings"),
+    ("data", ["synth", "--out", "{new}/x", "--minutes", "inf"], 2, "minutes"),
+    ("data", ["synth", "--out", "{new}/x", "--acc-noise", "nan"], 2, "acc_noise must be finite"),
+    ("data", ["synth", "--out", "{new}/x", "--sim-rate-hz", "nan"], 2, "sim_rate_hz"),
     ("data", ["synth", "--out", D, "--recordings", "2", "--seed", "5"], 2, "already holds 8 recordings"),
     ("data", ["show", B + "/nowhere", "--out", "{new}/x.png"], 2, "not a recording directory"),
     ("data", ["show", "{rec}", "--out", B + "/empty_dir"], 2, "is a directory"),
@@ -191,6 +194,19 @@ def test_hostile_input_is_one_error_line(world, tmp_path, monkeypatch, capsys, s
     assert len(errors) == 1 and fragment in errors[0], err
     assert "Traceback" not in err
     assert _files(world, tmp_path) == before  # nothing left behind
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["synth", "--out", "{new}", "--recordings", "0"], "recordings must be >= 1"),  # raised by world.SynthConfig
+    (["show", "{rec}", "--out", "{new}/x.png", "--width", "200"], "width in [400, 8000]"),  # by world.preview
+])
+def test_data_py_run_as_a_script_catches_the_errors_of_world(world, tmp_path, argv, fragment):
+    """`python data.py` runs as __main__ while world/ imports `data`: their DataError must be one class."""
+    argv = [a.format(new=tmp_path / "new", rec=rec(world)) for a in argv]
+    out = subprocess.run([sys.executable, str(ROOT / "data.py"), *argv], capture_output=True, text=True,
+                         env={**os.environ, "IMU2CLIP_OFFLINE": "1"}, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("error: "), out.stderr
+    assert fragment in out.stderr and "Traceback" not in out.stderr and not (tmp_path / "new").exists()
 
 
 def _digest(path):

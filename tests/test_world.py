@@ -455,3 +455,27 @@ def test_motion_blur_grows_with_the_gyro_rate_along_the_image_flow():
         pitched = scenes.motion_blur(line, np.array([[rate, 0.0, 0.0]]), 0.05, 90.0)  # flows up or down
         assert np.array_equal(pitched, line)
     assert spread[0] == 0 and spread[0] < spread[1] < spread[2] < spread[3]
+
+
+@pytest.mark.parametrize("width, height, fov", [(9, 31, 170.0), (31, 9, 170.0), (16, 48, 160.0), (24, 24, 90.0)])
+def test_screen_rectangles_never_cut_an_object_off(width, height, fov, monkeypatch):
+    """Ray-casting only inside each object's screen rectangle must give the frames of ray-casting everywhere,
+    also where one axis' half field of view is wider than the other's (a tall image at a wide angle)."""
+    cfg = world.SynthConfig(minutes=0.25, width=width, height=height, fov_deg=fov, seed=1)
+    plan = people.plan_recording(cfg, 0)
+    traj = motion.head_trajectory(plan, cfg.sim_rate_hz)
+    rng = np.random.default_rng([cfg.seed, 0, 2])
+    scene = scenes.furnish(scenes.place_objects(scenes.make_scene(plan.scene, rng), plan, traj, rng), plan, traj, rng)
+    k = np.arange(0, len(traj.t), 250)  # every 0.25 s
+    pos = traj.p[k] - np.stack([0 * k, 0 * k, traj.floor[k]], axis=1)
+    args = (scene, pos, traj.R[k], width, height, fov, traj.t[k], traj.floor[k])
+    culled = scenes.render_frames(*args)
+    rects = scenes._screen_rects
+
+    def whole_image(*a):  # every existing primitive over the whole image
+        u0, u1, v0, v1, seen = rects(*a)
+        exists = (a[6][:, None] >= scene.active[:, 0]) & (a[6][:, None] <= scene.active[:, 1])
+        return 0 * u0, 0 * u0 + width, 0 * v0, 0 * v0 + height, exists
+
+    monkeypatch.setattr(scenes, "_screen_rects", whole_image)
+    assert np.abs(culled.astype(int) - scenes.render_frames(*args)).max() <= 2

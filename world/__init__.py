@@ -25,10 +25,11 @@ The recordings are written by data.write_recording, which validates them. The sa
     python data.py show data/synthetic/syn000_park --out preview.png
 """
 import contextlib
+import math
 import multiprocessing
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,10 @@ class SynthConfig:
 
     def validate(self):
         """Raise DataError listing every bad field."""
-        bad = []
+        floats = {f.name: getattr(self, f.name) for f in fields(self) if f.type is float}
+        bad = [f"{name} must be finite (got {v})" for name, v in floats.items() if not math.isfinite(v)]
+        if bad:  # the checks below assume finite numbers (an infinite --minutes would never end)
+            raise data.DataError("SynthConfig: " + "; ".join(bad))
         if self.recordings < 1:
             bad.append(f"recordings must be >= 1 (got {self.recordings})")
         if not self.minutes * 60 >= 10:

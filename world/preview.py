@@ -66,9 +66,9 @@ def draw_signals(imu, width, height, title=None):
 def draw_recording(rec, width=1200, height=800, n_frames=10):
     """One picture of a recording: IMU panels, activity band, a strip of frames and the narrations, all on a
     shared time axis."""
-    if width < 400 or height < 300 or not 1 <= n_frames <= 50:
-        raise data.DataError(f"preview size {width}x{height} with {n_frames} frames: need width >= 400, "
-                             f"height >= 300 and 1-50 frames")
+    if not (400 <= width <= 8000 and 300 <= height <= 8000 and 1 <= n_frames <= 50):
+        raise data.DataError(f"preview size {width}x{height} with {n_frames} frames: need width in [400, 8000], "
+                             f"height in [300, 8000] and 1-50 frames")
     duration = float(max(rec.imu_t[-1], rec.frames_t[-1]))
     x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
     x_of = lambda t: x0 + (x1 - x0) * t / duration  # noqa: E731

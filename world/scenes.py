@@ -334,8 +334,9 @@ def _screen_rects(scene, pos, R, f, width, height, t, floor):
         dist = np.hypot(cam[..., a], cam[..., 2])
         centre, half = np.arctan2(cam[..., a], cam[..., 2]), np.arcsin(np.clip(r / np.maximum(dist, 1e-6), 0, 1))
         outside = dist > r  # else the camera is inside the sphere: the whole image
-        lo = np.where(outside, f * np.tan(np.clip(centre - half, -1.5, 1.5)), -size)  # angles past 86 degrees are
-        hi = np.where(outside, f * np.tan(np.clip(centre + half, -1.5, 1.5)), size)  # off screen (or behind)
+        lim = np.arctan(size / 2 / f + 1.0)  # an angle just past this axis' image edge: beyond it is off screen
+        lo = np.where(outside, f * np.tan(np.clip(centre - half, -lim, lim)), -size)
+        hi = np.where(outside, f * np.tan(np.clip(centre + half, -lim, lim)), size)
         rect += [(np.floor(lo) + size / 2).clip(0, size).astype(np.int32),
                  (np.ceil(hi) + size / 2).clip(0, size).astype(np.int32)]
     u0, u1, v0, v1 = rect
