@@ -296,7 +296,7 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
         class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
         pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
         variants["zeroshot"] = classification_metrics(lab.y_test, pred, K)
-    std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731  sample std over seeds
+    std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else None  # noqa: E731  sample std; none for 1 seed
     for variant in (v for v in VARIANTS[1:] if v in steps):  # the supervised ones
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
@@ -311,8 +311,8 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
                 "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
                 "macro_f1_std": std(f1), "steps": float(np.mean([r["steps"] for r in runs])), "seeds": len(runs),
                 "fit_windows": len(fit), "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}
-            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f} +- {std(acc):.4f}",
-                  file=sys.stderr)
+            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f}" +
+                  (f" +- {std(acc):.4f}" if len(acc) > 1 else ""), file=sys.stderr)
         variants[variant] = curves[variant][max(curves[variant])]
     counts = torch.bincount(lab.y_test, minlength=K)
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
@@ -435,7 +435,7 @@ def draw_label_efficiency(curves, chance, title, size=(640, 400), margin=(60, 40
         color, pts = CURVE_COLORS.get(variant, INK), [(x_of(f), curve[f]) for f in sorted(curve)]
         draw.line([(x, y_of(m["accuracy"])) for x, m in pts], fill=color, width=2)
         for x, m in pts:
-            y, y0, y1 = (y_of(m["accuracy"] + d * m["accuracy_std"]) for d in (0, -1, 1))
+            y, y0, y1 = (y_of(m["accuracy"] + d * (m["accuracy_std"] or 0.0)) for d in (0, -1, 1))
             draw.line([(x, y0), (x, y1)], fill=color)
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
         draw.line([(W - mr + 16, mt + 20 * n + 7), (W - mr + 36, mt + 20 * n + 7)], fill=color, width=2)
@@ -462,7 +462,7 @@ def activity_pictures(a, random_init):
 def _num(m, key):
     """A metric as written in summary.md (4 decimals, as stored in metrics.json), with its ± std if any."""
     text = f"{m[key]:.4f}" if isinstance(m[key], float) else str(m[key])
-    return f"{text} ± {m[key + '_std']:.4f}" if key + "_std" in m else text
+    return f"{text} ± {m[key + '_std']:.4f}" if m.get(key + "_std") is not None else text
 
 
 def _table(header, rows):
@@ -514,9 +514,10 @@ def summary_markdown(report):
 
 def write_reports(out, report, pictures):
     """metrics.json, summary.md and the pictures, each written atomically, then summary.md on stdout; returns the
-    report as written. Floats are rounded to 4 decimals first, so that metrics.json and summary.md agree."""
-    report = json.loads(json.dumps({**report, "files": sorted(["metrics.json", "summary.md", *pictures])}),
-                        parse_float=lambda v: round(float(v), 4))
+    report as written. The metrics (not the flags) are rounded to 4 decimals first, so that both files agree."""
+    rounded = lambda part: json.loads(json.dumps(part), parse_float=lambda v: round(float(v), 4))  # noqa: E731
+    metrics = {k: rounded(report[k]) for k in ("retrieval", "activity") if k in report}
+    report = json.loads(json.dumps({**report, **metrics, "files": sorted(["metrics.json", "summary.md", *pictures])}))
     summary = summary_markdown(report)
     for name, image in pictures.items():
         data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
@@ -553,7 +554,8 @@ def check_flags(cfg: EvalConfig):
         (not (np.isfinite([cfg.probe_lr, cfg.lr, cfg.encoder_lr, cfg.weight_decay]).all()
               and min(cfg.probe_lr, cfg.lr, cfg.encoder_lr) > 0 and cfg.weight_decay >= 0),
          "--probe-lr, --lr and --encoder-lr must be finite and > 0, --weight-decay finite and >= 0"),
-        (not all(0 < f <= 1 for f in cfg.train_fraction), "--train-fraction: every fraction must be in (0, 1]"),
+        (not all(0 < f <= 1 and round(f, 4) == f for f in cfg.train_fraction),
+         "--train-fraction: every fraction must be in (0, 1], with at most 4 decimals (as the reports give it)"),
         (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
         if bad:
             raise ValueError(message)
@@ -596,8 +598,8 @@ def labelled_splits(cfg, root, window, clip, test):
         source, val_source, names = str(root), "val recordings", train.class_names
     lab = LabelledSplits(source, val_source, tuple(names), *[t for p in parts for t in p])
     if len(lab.y_test) == 0 or len(lab.y_train) < 2:
-        raise data.DataError(f"{source}: {len(lab.y_train)} labelled train and {len(lab.y_test)} test windows; "
-                             f"activity recognition needs >= 2 and >= 1")
+        raise data.DataError(f"{source}: {len(lab.y_train)} labelled windows to fit (besides {len(lab.y_val)} for "
+                             f"early stopping) and {len(lab.y_test)} to test; activity recognition needs >= 2 and >= 1")
     return lab
 
 

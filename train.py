@@ -221,6 +221,14 @@ def load_splits(cfg: TrainConfig, window, clip, world: int):
 
 # ----- The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop ------------------------
 
+def logged_step(line: str) -> float:
+    """The step of a log.jsonl line (0 for the start record), inf for a line cut short by a kill."""
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return math.inf
+
+
 def fail(rank: int, message: str, code: int):
     """One `error:` line (from rank 0 only) and exit `code`: 2 for bad input, 1 for a run that diverged."""
     if rank == 0:
@@ -285,6 +293,9 @@ def main(argv=None):
             if not cfg.resume and (out / "log.jsonl").exists():  # a fresh run starts a fresh log
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
                 (out / "log.jsonl").unlink()
+            elif cfg.resume and (out / "log.jsonl").exists():  # what a killed run logged after its checkpoint goes
+                kept = [line for line in (out / "log.jsonl").read_text().splitlines() if logged_step(line) <= step]
+                data.atomic_write(out / "log.jsonl", lambda tmp: tmp.write_text("".join(f"{k}\n" for k in kept)))
             data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
         info = clip.info()  # clip_vendor has already warned loudly if its towers are random-init
         log(header, f"train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source'].upper()}, sha256 "
@@ -326,15 +337,15 @@ def main(argv=None):
             ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
                     "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
                     "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
-            if rank == 0:  # best.pt first: a kill in between then only repeats this epoch on --resume
-                if is_best:
-                    save_checkpoint(out / "best.pt", ckpt)
-                save_checkpoint(out / "checkpoint.pt", ckpt)
             retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_R@1']:.3f}" for m in targets)
             log({"event": "val", "epoch": epoch + 1, "step": step, "best": is_best,
                  "clip_weights": clip.weights_source, **metrics},
                 f"epoch {epoch + 1}/{cfg.epochs} val loss {metrics['val_loss']:.4f} MRR {metrics['val_mrr']:.3f} "
                 f"(chance {metrics['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
+            if rank == 0:  # logged, then best.pt, then checkpoint.pt: a kill in between only repeats this epoch
+                if is_best:
+                    save_checkpoint(out / "best.pt", ckpt)
+                save_checkpoint(out / "checkpoint.pt", ckpt)
         if start_epoch >= cfg.epochs:
             log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
                 "--epochs to continue")

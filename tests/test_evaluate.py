@@ -405,11 +405,15 @@ def test_label_efficiency_draws_each_curve_where_its_accuracies_are():
 
 def test_seeds_report_mean_and_std_of_single_seed_runs(world, tmp_path):
     ckpt = save(world["ckpt"], tmp_path / "best.pt")
-    args = ["--task", "probe", "--checkpoint", ckpt, "--steps", "20", "--patience", "2", "--train-fraction", "0.5"]
+    args = ["--task", "probe", "--checkpoint", ckpt, "--steps", "20", "--patience", "2", "--train-fraction", "0.5",
+            "--probe-lr", "3e-5"]
     single = []
     for seed in (3, 4):
         ev.main([*args, "--seed", str(seed), "--seeds", "1", "--out", str(tmp_path / f"s{seed}")])
-        single.append(json.loads((tmp_path / f"s{seed}" / "metrics.json").read_text())["activity"]["variants"]["probe"])
+        report = json.loads((tmp_path / f"s{seed}" / "metrics.json").read_text())
+        single.append(report["activity"]["variants"]["probe"])
+        assert single[-1]["accuracy_std"] is None and "±" not in (tmp_path / f"s{seed}" / "summary.md").read_text()
+        assert report["config"]["probe_lr"] == 3e-5  # the flags as given: only the metrics are rounded
     ev.main([*args, "--seed", "3", "--seeds", "2", "--out", str(tmp_path / "both")])
     both = json.loads((tmp_path / "both" / "metrics.json").read_text())["activity"]["variants"]["probe"]
     acc = [m["accuracy"] for m in single]
@@ -485,6 +489,7 @@ def test_without_validation_recordings_the_full_budget_is_trained(world, tmp_pat
     ({}, ["--prompt", "a person"], "--prompt"),
     ({}, ["--device", "tpu"], "--device"),
     ({}, ["--train-fraction", "0.5", "1.5"], "--train-fraction"),
+    ({}, ["--train-fraction", "0.03125"], "at most 4 decimals"),
     ({}, ["--seeds", "0"], "--seeds"),
 ])
 def test_bad_checkpoint_or_input_is_one_line_and_exit_2(world, tmp_path, capsys, change, args, message):

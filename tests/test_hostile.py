@@ -269,6 +269,10 @@ def test_kill_during_a_checkpoint_write_then_resume(world, tmp_path):
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (full, cut))
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, a["step"])
     assert all(torch.equal(a["imu_encoder"][k], b["imu_encoder"][k]) for k in a["imu_encoder"])
+    # the log holds each step once, as if never killed: what the killed run logged of epoch 2 was dropped
+    logged = [[(r["event"], r["epoch"], r["step"], r.get("loss")) for r in map(json.loads, (d / "log.jsonl").open())
+               if r["event"] in ("train", "val")] for d in (full, cut)]
+    assert logged[0] == logged[1]
 
 
 def test_synth_never_mixes_two_datasets(tmp_path, capsys):
