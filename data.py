@@ -67,25 +67,30 @@ def _remove(path: Path) -> None:
 
 def atomic_write(path, write) -> None:
     """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
-    `path` intact. tmp is the hidden `.NAME.tmp-PID` beside it; it is deleted when write raises, and the leftovers
-    of killed processes (whose PID is no longer alive) are deleted the next time the same `path` is written."""
+    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it; it is deleted when write raises, and the
+    leftovers of killed processes (whose PID is no longer alive) are dealt with the next time `path` is written:
+    a previous directory that a kill left renamed aside (`-old`) goes back in place, the rest is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            _remove(stale)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
+        pid = re.fullmatch(r"\.(?:.*)\.tmp-(\d+)(-old)?", stale.name)
+        if pid and (int(pid[1]) == os.getpid() or not _alive(int(pid[1]))):  # our PID: a dead process had it
+            if pid[2] and not path.exists():
+                os.replace(stale, path)
+            else:
+                _remove(stale)
+    tmp, old = (path.with_name(f".{path.name}.tmp-{os.getpid()}{end}") for end in ("", "-old"))
     try:
         write(tmp)
         if tmp.is_dir() and path.exists():  # a directory cannot be renamed over another: swap via a 2nd name
-            old = path.with_name(f".{path.name}.tmp-{os.getpid()}-old")
             os.replace(path, old)
             os.replace(tmp, path)
             _remove(old)
         else:
             os.replace(tmp, path)
     except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # the previous version back
         if tmp.exists():
             _remove(tmp)
         raise
@@ -485,10 +490,12 @@ def _load_cache(cache, cfg, embed_dim):
         names = ["imu", "labels", "video_emb"] + (["text_emb"] if cfg.mode == "narration" else [])
         arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in names}
         N, D = len(index["window_ids"]), embed_dim
-        want = {"imu": (N, 6, cfg.num_samples), "labels": (N,), "video_emb": (N, D), "text_emb": (N, D)}
-        bad = [n for n, a in arrays.items() if a.shape != want[n]]
-        if bad or not len(index["texts"]) == len(index["recording_ids"]) == len(index["middle_frames"]) == N:
-            raise ValueError(f"{bad[0] if bad else 'index.json'} does not match the window count {N}")
+        want = {"imu": ((N, 6, cfg.num_samples), np.float32), "labels": ((N,), np.int64),
+                "video_emb": ((N, D), np.float32), "text_emb": ((N, D), np.float32)}
+        bad = [n for n, a in arrays.items() if (a.shape, a.dtype) != want[n]]
+        missing = {"class_names", "embed_dim", "report"} - set(index)
+        if bad or missing or not len(index["texts"]) == len(index["recording_ids"]) == len(index["middle_frames"]) == N:
+            raise ValueError(f"{bad[0] if bad else 'index.json'} does not match the window count {N} and dtypes")
     except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
         print(f"window cache {cache} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
               f"rebuilding it", file=sys.stderr)
@@ -611,7 +618,8 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
     _need(not N or (labels.min() >= 0 and labels.max() < len(names)),
           f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
-    _need(src_rate.shape == () and np.isfinite(src_rate) and float(src_rate) > 0,
+    _need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
+          and float(src_rate) > 0,
           f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
@@ -676,21 +684,23 @@ def _read_ego4d_csv(path, chunk_rows=200_000):
     Parsed in chunks of lines, so an hour of 200 Hz IMU never needs the whole file as strings."""
     parts, row = [], 1
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not the header's
             header = f.readline().strip()
             _need(header, f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
-            names = [h.strip() for h in header.split(",")]
+            names = [h.strip().strip('"') for h in header.split(",")]
             missing = [c for c in _EGO4D_COLUMNS if c not in names]
             _need(not missing, f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
             cols = [names.index(c) for c in _EGO4D_COLUMNS]
-            while lines := [ln for ln in itertools.islice(f, chunk_rows) if ln.strip()]:
+            while chunk := list(itertools.islice(f, chunk_rows)):
+                if not (lines := [ln for ln in chunk if ln.strip()]):
+                    continue
                 try:
-                    s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols])  # (n, 7)
+                    s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols], ' "')  # (n, 7)
                     s[np.isin(np.char.lower(s), _MISSING)] = "nan"
                     parts.append(s.astype(np.float64))
                 except (ValueError, IndexError) as e:
                     raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
-                row += len(lines)
+                row += len(chunk)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
     _need(parts, f"{path}: no data rows after the header")
@@ -705,10 +715,11 @@ def _clean_ego4d_imu(path, t_ms, values, duration_sec):
     _need(has_t.any(), f"{path}: every canonical_timestamp_ms is missing ({len(t_ms)} rows)")
     t_ms, values = t_ms[has_t], values[has_t]
     out_of_order = int((np.diff(t_ms) < 0).sum())
-    order = np.argsort(t_ms, kind="stable")
-    t_ms, values = t_ms[order], values[order]
-    dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first row of each timestamp
-    bad = ~np.isfinite(values).all(axis=1) & ~dup  # each dropped row is counted under its first reason
+    bad = ~np.isfinite(values).all(axis=1)  # rows with missing values
+    order = np.lexsort((bad, t_ms))  # by time, and at one time the complete rows first (a stable sort)
+    t_ms, values, bad = t_ms[order], values[order], bad[order]
+    dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first (complete, if any) row of each timestamp
+    bad &= ~dup  # each dropped row is counted under its first reason
     t = t_ms / 1000.0
     outside = ((t < 0) | (t > duration_sec + 1.0)) & ~dup & ~bad
     report = {"rows": len(has_t), "dropped_missing_timestamp": int((~has_t).sum()), "out_of_order": out_of_order,
@@ -745,7 +756,8 @@ def _ego4d_narrations(path, narr_json, uid):
     entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
-            narrations = (entry.get(pass_name) or {}).get("narrations", [])
+            narrations = (entry.get(pass_name) or {}).get("narrations") or []
+            _need(isinstance(narrations, list), f"{path}: video {uid}'s {pass_name} narrations is not a list")
         except AttributeError:
             raise DataError(f"{path}: video {uid}'s {pass_name} is not an object with a narrations list") from None
         total += len(narrations)
@@ -874,10 +886,13 @@ def _read_speech(path, t0_ns, duration):
     import csv  # (here, so that this section stays self-contained)
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows, header = list(reader), reader.fieldnames or []
         words = sorted((int(r["startTime_ns"]), int(r["endTime_ns"]), r["written"].strip()) for r in rows)
     except (OSError, csv.Error, AttributeError, KeyError, TypeError, ValueError) as e:  # a short row: None
         raise DataError(f"{path}: not an AEA speech.csv with startTime_ns,endTime_ns,written ({e!r})") from None
+    _need({"startTime_ns", "endTime_ns", "written"} <= set(header), f"{path}: not an AEA speech.csv, whose header "
+          f"has startTime_ns,endTime_ns,written (found {header})")
     utterances = []
     for start, end, text in words:
         if utterances and start - utterances[-1][1] <= ARIA_SPEECH_GAP_SEC * 1e9:

@@ -187,3 +187,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capfd, monkeypatch, case):
 def test_projectaria_tools_is_imported_only_by_the_aria_command():
     code = "import sys, data, model, train, evaluate; assert 'projectaria_tools' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_a_speech_file_without_its_header_is_refused(tmp_path):
+    for name, text in (("empty.csv", ""), ("other.csv", "foo,bar\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(data.DataError, match="startTime_ns,endTime_ns,written"):
+            data._read_speech(tmp_path / name, 0, 10.0)

@@ -180,3 +180,22 @@ def test_missing_ffmpeg_says_how_to_install(ego4d_root, tmp_path, capsys, monkey
         data.main(["ego4d", "--root", str(ego4d_root), "--out", str(tmp_path / "out")])
     assert e.value.code == 2
     assert "apt-get install ffmpeg" in one_line(capsys.readouterr().err, f"{UID}.mp4")
+
+
+def test_csv_variants_and_narration_shapes_that_real_files_have(tmp_path):
+    rows = ["0,1,2,3,4,5,6", "", "5,1,2,3,4,5,6", "", "", "10,1,2,3,4,5,6"]
+    header = ",".join(data._EGO4D_COLUMNS)
+    variants = {"bom": ("\ufeff" + header, rows), "quoted": (",".join(f'"{c}"' for c in data._EGO4D_COLUMNS),
+                                                               [",".join(f'"{v}"' for v in r.split(",")) if r else ""
+                                                                for r in rows])}
+    for name, (head, body) in variants.items():
+        (tmp_path / f"{name}.csv").write_text("\r\n".join([head, *body]) + "\r\n", encoding="utf-8")
+        t, v = data._read_ego4d_csv(tmp_path / f"{name}.csv", chunk_rows=2)  # a chunk of blank lines: not the end
+        assert t.tolist() == [0, 5, 10] and v.tolist() == [[1, 2, 3, 4, 5, 6]] * 3, name
+    # two rows at one time: the complete one is kept, whichever comes first
+    t, v, report = data._clean_ego4d_imu("x.csv", np.array([0.0, 5.0, 5.0, 10.0]),
+                                         np.array([[1.0] * 6, [np.nan] * 6, [2.0] * 6, [3.0] * 6]), 60.0)
+    assert t.tolist() == [0, 0.005, 0.01] and v[1].tolist() == [2.0] * 6 and report["dropped_missing_values"] == 0
+    entry = {"narration_pass_1": {"narrations": None}, "narration_pass_2": {"narrations": [
+        {"narration_text": "#C C walks", "timestamp_sec": 1.0}]}}
+    assert data._ego4d_narrations("n.json", {"u": entry}, "u") == ([{"t": 1.0, "text": "#C C walks"}], 1)

@@ -309,3 +309,27 @@ def test_atomic_write_leaves_nothing_when_the_write_fails(tmp_path):
         data.atomic_write(tmp_path / "cache", lambda tmp: (tmp.mkdir(), (tmp / "a.npy").write_bytes(b"x"),
                                                            half_then_fail(tmp / "b")))
     assert sorted(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_recovers_what_a_kill_or_a_failed_rename_left(tmp_path, monkeypatch):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID no longer alive
+    target = tmp_path / "cache"
+    for name, text in ((f".cache.tmp-{dead.pid}-old", "previous"), (f".cache.tmp-{dead.pid}", "half"),
+                       (f".cache.tmp-{os.getpid()}", "a dead process that had our PID")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "v").write_text(text)
+    # killed between its two renames: the previous directory was aside, the new one not yet in place
+    data.atomic_write(target, lambda tmp: (tmp.mkdir(), (tmp / "v").write_text("new")))
+    assert (target / "v").read_text() == "new" and sorted(tmp_path.iterdir()) == [target]
+    rename = os.replace
+
+    def fail_into_place(src, dst):  # the second rename (new directory into place) fails
+        if Path(dst) == target and Path(src).name.endswith(f"tmp-{os.getpid()}"):
+            raise OSError("device busy")
+        rename(src, dst)
+
+    monkeypatch.setattr(data.os, "replace", fail_into_place)
+    with pytest.raises(OSError):
+        data.atomic_write(target, lambda tmp: (tmp.mkdir(), (tmp / "v").write_text("newer")))
+    assert (target / "v").read_text() == "new" and sorted(tmp_path.iterdir()) == [target]

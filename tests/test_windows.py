@@ -4,6 +4,7 @@ The recordings here are built so that their signals encode their own time: IMU c
 timestamp, every pixel of frame k has the value k, and a fake CLIP embeds a frame as its pixel value, so
 a window's IMU span, its frame and its narration can be checked against each other exactly.
 """
+import json
 import shutil
 
 import numpy as np
@@ -248,6 +249,13 @@ def test_damaged_cache_file_is_rebuilt(many, tmp_path, capsys):
     assert not fourth.cache_reused and first.cache_path.is_dir()
     np.testing.assert_array_equal(fourth.imu, first.imu)
     assert not list((tmp_path / "cache").glob(".*tmp-*"))  # no temporary left behind
+    np.save(first.cache_path / "labels.npy", first.labels.astype(np.float64))  # right shape, wrong dtype
+    fifth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
+    assert not fifth.cache_reused and fifth.labels.dtype == np.int64
+    index = json.loads((first.cache_path / "index.json").read_text())
+    (first.cache_path / "index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "class_names"}))
+    sixth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")  # a key missing from the index
+    assert not sixth.cache_reused and sixth.class_names == first.class_names
 
 
 def test_export_and_load_labelled(many, tmp_path):
@@ -311,3 +319,11 @@ def test_cache_holds_the_frozen_clip_embeddings_of_the_right_frames(one, tmp_pat
     assert ds.embed_dim == clip.embed_dim and ds.video_emb.shape == (len(ds), clip.embed_dim)
     np.testing.assert_allclose(ds.video_emb, clip.embed_images(frames), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ds.text_emb, clip.embed_texts(ds.texts), rtol=1e-4, atol=1e-5)
+
+
+def test_labelled_rate_must_be_a_number(tmp_path):
+    for rate in (np.array("50"), np.array(True)):
+        np.savez(tmp_path / "lab.npz", imu=np.zeros((4, 6, 100), np.float32), labels=np.array([0, 0, 1, 1]),
+                 class_names=np.array(["a", "b"]), rate_hz=rate)
+        with pytest.raises(data.DataError, match="rate_hz must be one positive number"):
+            data.load_labelled(tmp_path / "lab.npz")
