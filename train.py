@@ -263,15 +263,18 @@ def main(argv=None):
             if ckpt is not None:
                 check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
             trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
+            optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            start_epoch, step, best = 0, 0, -1.0
+            if ckpt is not None:
+                try:
+                    trainable.encoder.load_state_dict(ckpt["imu_encoder"])
+                    trainable.temperature.load_state_dict(ckpt["temperature"])
+                    optimizer.load_state_dict(ckpt["optimizer"])
+                    start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
+                except (KeyError, RuntimeError, ValueError) as e:  # a checkpoint edited or damaged by hand
+                    raise ValueError(f"{out / 'checkpoint.pt'}: cannot resume from it ({e!r})") from None
         except ValueError as e:  # bad flags or data (data.DataError is a ValueError): one line, exit code 2
             fail(rank, str(e), 2)
-        optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        start_epoch, step, best = 0, 0, -1.0
-        if ckpt is not None:
-            trainable.encoder.load_state_dict(ckpt["imu_encoder"])
-            trainable.temperature.load_state_dict(ckpt["temperature"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
         model = trainable  # under torchrun, wrapped so that backward averages the gradients over processes
         if world > 1:
             model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,6 +293,23 @@ def test_resume_compares_resolved_dataset_paths(world, tmp_path, monkeypatch):
     monkeypatch.chdir(world)
     train.main(TRAIN + ["--data", "data/", "--out", str(out), "--resume", "--epochs", "2"])
     assert model.load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("damage", [lambda c: c.pop("temperature"), lambda c: c["optimizer"].update(param_groups=[])])
+def test_resume_from_a_damaged_checkpoint_is_one_error_line(world, tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
+    out = tmp_path / "run"
+    shutil.copytree(world / "run", out)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    damage(ckpt)
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out), "--resume", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and [ln for ln in err.splitlines() if "error:" in ln] == [err.strip().splitlines()[-1]]
+    assert "checkpoint.pt: cannot resume from it" in err
+    assert "Traceback" not in err
 
 
 def test_atomic_write_leaves_nothing_when_the_write_fails(tmp_path):
