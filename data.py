@@ -623,8 +623,9 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
-    split = data["split"] if "split" in data else np.full(N, "train", dtype="<U5")
-    if "split" not in data:
+    split = data.get("split")
+    if split is None:  # none in the file: stratified and seeded
+        split = np.full(N, "train", dtype="<U5")
         split[stratified_split(labels, test_frac, seed)[1]] = "test"
     _need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
           f"'train'/'test'")
