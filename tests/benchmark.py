@@ -30,8 +30,9 @@ the time of every run go to --out. A smoke run on a small dataset:
   with the offline ViT-B/32: the IMU->video MRR of oracles that predict a window's frame embedding as the mean
   training embedding of its activity, its scene, both, or its recording, next to the exact chance of the protocol;
   the activity oracle per activity; the share of the (unit) frame embeddings' variance that each key explains on
-  the training split; the recordings per scene of both splits; then train.py --modalities imu,video over --world-seeds, each scored by evaluate.py --task retrieval and
-  --task probe (mean and spread of IMU->video MRR, text->IMU MRR, probe accuracy).
+  the training split; the recordings per scene of both splits; then train.py --modalities imu,video over
+  --world-seeds, each scored by evaluate.py --task retrieval and --task probe (mean and spread of IMU->video MRR,
+  text->IMU MRR, probe accuracy).
 """
 import argparse
 import json
