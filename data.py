@@ -73,7 +73,7 @@ def atomic_write(path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
-        pid = re.fullmatch(r"\.(?:.*)\.tmp-(\d+)(-old)?", stale.name)
+        pid = re.fullmatch(r".*\.tmp-(\d+)(-old)?", stale.name)  # PID, and "-old" for a directory set aside
         if pid and (int(pid[1]) == os.getpid() or not _alive(int(pid[1]))):  # our PID: a dead process had it
             if pid[2] and not path.exists():
                 os.replace(stale, path)
