@@ -134,11 +134,9 @@ def chance_metrics(n_right, n_candidates):
 
 
 def group_ids(key):
-    """Windows with an identical key are one group: key is a list (N,) of strings or a float array (N, D) compared
-    row-exactly. Returns int64 (N,): each window's group is the index of the group's first window."""
-    rows = [row.tobytes() for row in np.ascontiguousarray(key)] if isinstance(key, np.ndarray) else list(key)
-    first = {}
-    return torch.tensor([first.setdefault(k, i) for i, k in enumerate(rows)])
+    """Windows with an identical key are one group: key (N,) strings, or (N, D) floats compared row-exactly (one
+    frame's embedding). Returns int64 (N,): the index of each window's key among the sorted distinct keys."""
+    return torch.as_tensor(np.unique(np.asarray(key), axis=0, return_inverse=True)[1].reshape(-1))
 
 
 # ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
@@ -277,35 +275,31 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
 
 @dataclass
 class LabelledSplits:
-    """Activity recognition windows (N, 6, T) and labels (N,): fitted on train, early-stopped on val, tested on test."""
+    """Activity recognition windows: fitted on train, early-stopped on val, tested on test."""
     source: str  # where the windows come from (dataset root or .npz path)
     val_source: str  # where the validation windows come from
     class_names: tuple  # class index -> name, also the zero-shot class texts
-    x_train: torch.Tensor  # (N_train, 6, T) float32
-    y_train: torch.Tensor  # (N_train,) int64
-    x_val: torch.Tensor  # (N_val, 6, T)
-    y_val: torch.Tensor  # (N_val,)
-    x_test: torch.Tensor  # (N_test, 6, T)
-    y_test: torch.Tensor  # (N_test,)
+    parts: dict  # "train" | "val" | "test" -> (windows (N, 6, T) float32, labels (N,) int64)
 
 
 def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
     """Activity recognition (module docstring) as metrics.json's activity section, every train fraction in it."""
     K, variants, curves = len(lab.class_names), {}, {}
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (lab.parts[p] for p in ("train", "val", "test"))
     if "zeroshot" in steps:  # each test window's nearest class-name text embedding
         class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
-        pred = zero_shot_predict(predict(encoder, lab.x_test, cfg.batch_size, device), class_emb)  # (N_test,)
-        variants["zeroshot"] = classification_metrics(lab.y_test, pred, K)
+        pred = zero_shot_predict(predict(encoder, x_test, cfg.batch_size, device), class_emb)  # (N_test,)
+        variants["zeroshot"] = classification_metrics(y_test, pred, K)
     std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else None  # noqa: E731  sample std; none for 1 seed
     for variant in (v for v in VARIANTS[1:] if v in steps):  # the supervised ones
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
             for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-                fit, _ = data.stratified_split(lab.y_train, 0.0, seed, fraction)  # >= 1 window per class
-                model, n_steps = train_variant(variant, encoder, lab.x_train[fit], lab.y_train[fit], lab.x_val,
-                                               lab.y_val, K, cfg, seed, device)
-                pred = predict(model, lab.x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
-                runs.append({**classification_metrics(lab.y_test, pred, K), "steps": n_steps})
+                fit, _ = data.stratified_split(y_train, 0.0, seed, fraction)  # >= 1 window per class
+                model, n_steps = train_variant(variant, encoder, x_train[fit], y_train[fit], x_val, y_val, K, cfg,
+                                               seed, device)
+                pred = predict(model, x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
+                runs.append({**classification_metrics(y_test, pred, K), "steps": n_steps})
             acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
             curves.setdefault(variant, {})[fraction] = {
                 "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
@@ -314,10 +308,10 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
             print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f}" +
                   (f" +- {std(acc):.4f}" if len(acc) > 1 else ""), file=sys.stderr)
         variants[variant] = curves[variant][max(curves[variant])]
-    counts = torch.bincount(lab.y_test, minlength=K)
-    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(lab.x_test.shape[-1]),
-            "train_windows": len(lab.y_train), "val_windows": len(lab.y_val), "val_source": lab.val_source,
-            "test_windows": len(lab.y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
+    counts = torch.bincount(y_test, minlength=K)
+    return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(x_test.shape[-1]),
+            "train_windows": len(y_train), "val_windows": len(y_val), "val_source": lab.val_source,
+            "test_windows": len(y_test), "train_fractions": sorted(set(cfg.train_fraction)), "seeds": cfg.seeds,
             "prompt": cfg.prompt, "variants": variants,
             "label_efficiency": {v: {str(f): {k: m[k] for k in ("accuracy", "accuracy_std", "fit_windows")}
                                      for f, m in c.items()} for v, c in curves.items()},
@@ -579,28 +573,27 @@ def load_model(path, device):
     return ckpt, window, clip, encoder, trained_on
 
 
-def labelled_splits(cfg, root, window, clip, test):
-    """LabelledSplits of --labelled or of the dataset (module docstring); DataError when nothing to fit or test."""
+def labelled_splits(cfg, root, window, clip):
+    """LabelledSplits of --labelled or of the dataset's labelled windows (module docstring); DataError when there is
+    nothing to fit or test."""
     if cfg.labelled:
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
-        x, y = torch.as_tensor(lab.imu), torch.as_tensor(lab.labels, dtype=torch.int64)
-        train, test_idx = np.flatnonzero(lab.split == "train"), np.flatnonzero(lab.split == "test")
-        fit, val = (train[i] for i in data.stratified_split(y[train], 0.2, seed=0))
-        parts, source, val_source = [(x[i], y[i]) for i in (fit, val, test_idx)], str(cfg.labelled), "20% of train"
-        names = lab.class_names
-    else:
-        def part(ds):
-            keep = np.flatnonzero(ds.labels >= 0)
-            return torch.as_tensor(ds.imu[keep]), torch.as_tensor(ds.labels[keep], dtype=torch.int64)
-        train = data.WindowDataset(root, "train", window, clip)
-        val = data.WindowDataset(root, "val", window, clip) if window.val_frac > 0 else None  # else none to stop on
-        parts = [part(train), part(val) if val else (torch.empty(0), torch.empty(0, dtype=torch.int64)), part(test)]
-        source, val_source, names = str(root), "val recordings", train.class_names
-    lab = LabelledSplits(source, val_source, tuple(names), *[t for p in parts for t in p])
-    if len(lab.y_test) == 0 or len(lab.y_train) < 2:
-        raise data.DataError(f"{source}: {len(lab.y_train)} labelled windows to fit (besides {len(lab.y_val)} for "
-                             f"early stopping) and {len(lab.y_test)} to test; activity recognition needs >= 2 and >= 1")
-    return lab
+        x, y, part = lab.imu, lab.labels, lab.split.astype("<U5")  # part: "train" | "test"
+        train = np.flatnonzero(part == "train")
+        part[train[data.stratified_split(y[train], 0.2, seed=0)[1]]] = "val"  # early stopping on 20% of train
+        source, val_source, names = str(cfg.labelled), "20% of train", lab.class_names
+    else:  # the dataset's labelled windows, each in the split of its recording
+        ds = data.WindowDataset(root, "all", window, clip)
+        keep = ds.labels >= 0
+        x, y = ds.imu[keep], ds.labels[keep]
+        part = np.array([data.split_of(r, window) for r in ds.recording_ids])[keep]
+        source, val_source, names = str(root), "val recordings", ds.class_names
+    parts = {p: (torch.as_tensor(x[part == p]), torch.as_tensor(y[part == p])) for p in ("train", "val", "test")}
+    n_fit, n_val, n_test = (len(parts[p][1]) for p in ("train", "val", "test"))
+    if n_test == 0 or n_fit < 2:
+        raise data.DataError(f"{source}: {n_fit} labelled windows to fit (besides {n_val} for early stopping) and "
+                             f"{n_test} to test; activity recognition needs >= 2 and >= 1")
+    return LabelledSplits(source, val_source, tuple(names), parts)
 
 
 def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
@@ -623,8 +616,8 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
                      f"only through CLIP's image-text alignment (transitivity)")
     if "retrieval" in steps and not has_text:
         warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
-    lab = labelled_splits(cfg, root, window, clip, test) if set(steps) & set(VARIANTS) else None
-    if lab is not None and len(lab.y_val) == 0:
+    lab = labelled_splits(cfg, root, window, clip) if set(steps) & set(VARIANTS) else None
+    if lab is not None and len(lab.parts["val"][1]) == 0:
         warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
     return test, lab
 

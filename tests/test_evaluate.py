@@ -120,8 +120,9 @@ def test_collapsed_embeddings_get_the_worst_rank_and_identical_texts_count_as_ri
 
 def test_group_ids_are_exact_row_or_text_matches():
     video = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0 + 1e-7]], np.float32)
-    assert ev.group_ids(video).tolist() == [0, 1, 0, 3]  # rows equal bit for bit; a 1e-7 change is another frame
-    assert ev.group_ids(["a", "b", "a", "c"]).tolist() == [0, 1, 0, 3]
+    for key in (video, ["a", "b", "a", "c"]):  # rows equal bit for bit; a 1e-7 change is another frame
+        g = ev.group_ids(key).tolist()
+        assert g[0] == g[2] and len({g[0], g[1], g[3]}) == 3
 
 
 def test_pooled_ranks_have_exactly_k_candidates():
