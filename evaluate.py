@@ -333,33 +333,29 @@ def _canvas(size, title):
     return canvas, draw
 
 
-def _retrieval_rows(title, query_emb, cand_emb, groups, queries, k, left, cell, cells, row_h, pad=10):
-    """Both retrieval pictures: under `title`, rows of a query cell `left` wide and `cells` cells `cell` apart.
-    Returns (canvas, draw, [(query i, row top y, rank over the split, [(x, top-k window c, shares i's group)])])."""
+def _top_k(query_emb, cand_emb, groups, queries, k):
+    """What a retrieval picture shows: [(query i, its rank over all candidates, [(top-k candidate c, right)])]."""
     q, c = (F.normalize(torch.as_tensor(e).float(), dim=1) for e in (query_emb[queries], cand_emb))  # (Q, D), (N, D)
     top = (q @ c.T).topk(min(k, len(c)), dim=1).indices  # (Q, N) -> (Q, k)
     ranks = retrieval_ranks(query_emb[queries], cand_emb, groups[queries], groups)  # (Q,)
-    canvas, draw = _canvas((left + cells * cell + pad, 30 + len(queries) * (row_h + pad)), title)
-    rows = [(i, 30 + r * (row_h + pad), int(ranks[r]),
-             [(left + j * cell, c, bool(groups[c] == groups[i])) for j, c in enumerate(top[r].tolist())])
+    return [(i, int(ranks[r]), [(c, bool(groups[c] == groups[i])) for c in top[r].tolist()])
             for r, i in enumerate(queries)]
-    return canvas, draw, rows
 
 
 def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
     """IMU->Video rows: the query's IMU plot, its top-k frames, and after a gap the right one if not among them."""
-    small, pad, left, cell = font(12), 10, 2 * tile + 20, tile + 18
+    small, pad, left, cell, row_h = font(12), 10, 2 * tile + 20, tile + 18, tile + 54
     read = functools.lru_cache(None)(lambda rec_id: data.read_recording(Path(root) / rec_id))
-    canvas, draw, rows = _retrieval_rows(f"IMU -> Video: top-{k} frames per IMU query (true frame in green)", imu_emb,
-                                         test.video_emb, group_ids(test.video_emb), queries, k, left, cell, k + 1,
-                                         row_h=tile + 44)
-    for i, y, rank, shown in rows:
+    canvas, draw = _canvas((left + (k + 1) * cell + pad, 30 + len(queries) * row_h),
+                           f"IMU -> Video: top-{k} frames per IMU query (true frame in green)")
+    for n, (i, rank, shown) in enumerate(_top_k(imu_emb, test.video_emb, group_ids(test.video_emb), queries, k)):
+        y = 30 + n * row_h
         canvas.paste(draw_signals(test.imu[i], 2 * tile, tile, title=test.window_ids[i]), (pad, y))
         draw.text((pad, y + tile + 4), textwrap.shorten(test.texts[i] or "(no narration)", 40), fill=INK, font=small)
-        if not any(right for _, _, right in shown):
-            shown.append((left + k * cell + pad, i, True))  # the right frame, after a gap
-        for j, (x, c, right) in enumerate(shown):
-            rec_id, frame = test.frame_index[c]
+        if not any(right for _, right in shown):
+            shown.append((i, True))  # the right frame, after a gap
+        for j, (c, right) in enumerate(shown):
+            x, (rec_id, frame) = left + j * cell + (pad if j == k else 0), test.frame_index[c]
             img = Image.fromarray(np.asarray(read(rec_id).frames[frame]))  # (H, W, 3) uint8, letterboxed in the tile
             sharp = Image.NEAREST if tile > max(img.size) else Image.BILINEAR  # pixels kept sharp when enlarged
             img = ImageOps.pad(img, (tile, tile), sharp, color="black")
@@ -373,17 +369,17 @@ def draw_retrieval_examples(root, test, imu_emb, queries, k=5, tile=128):
 def draw_text_queries(test, imu_emb, queries, k=3, plot=(300, 120)):
     """Text->IMU rows: a narration query, then its top-k IMU windows as signal plots over their own narrations."""
     (w, h), big, small = plot, font(14), font(12)
-    canvas, draw, rows = _retrieval_rows(f"Text -> IMU: top-{k} windows per narration query (same narration in green)",
-                                         test.text_emb, imu_emb, group_ids(test.texts), queries, k, 10, w + 18, k,
-                                         row_h=h + 68)
-    for i, y, rank, shown in rows:
+    canvas, draw = _canvas((20 + k * (w + 18), 30 + len(queries) * (h + 78)),
+                           f"Text -> IMU: top-{k} windows per narration query (same narration in green)")
+    for n, (i, rank, shown) in enumerate(_top_k(test.text_emb, imu_emb, group_ids(test.texts), queries, k)):
+        y = 30 + n * (h + 78)
         draw.text((10, y), f"query: \"{textwrap.shorten(test.texts[i], 80)}\"  (first window with this narration: "
                            f"rank {rank} of {len(test)})", fill=INK, font=big)
-        for j, (x, c, right) in enumerate(shown):
-            plot_img = draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
+        for j, (c, right) in enumerate(shown):
+            x, plot_img = 10 + j * (w + 18), draw_signals(test.imu[c], w, h, title=f"#{j + 1} {test.window_ids[c]}")
             canvas.paste(ImageOps.expand(plot_img, border=4, fill=RIGHT if right else OTHER), (x, y + 22))
-            for n, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
-                draw.text((x, y + 22 + h + 10 + 16 * n), line, fill=RIGHT if right else INK, font=small)
+            for m, line in enumerate(textwrap.wrap(test.texts[c], 40)[:2]):
+                draw.text((x, y + 22 + h + 10 + 16 * m), line, fill=RIGHT if right else INK, font=small)
     return canvas
 
 
