@@ -235,8 +235,7 @@ class EvalConfig:
     pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates")
     pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set")
     prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
-    steps: int = flag(300, "most optimizer steps of the probe / fine-tune / from-scratch training (not epochs: a "
-                           "40-window set gets the same budget as a large one)")
+    steps: int = flag(300, "most optimizer steps per classifier (not epochs: a 40-window set gets the full budget)")
     val_every: int = flag(20, "steps between two validation losses; the weights of the lowest one are kept")
     patience: int = flag(5, "early stopping: validations without a lower validation loss")
     fit_batch_size: int = flag(32, "windows per step of the probe / fine-tune / from-scratch training")
