@@ -102,10 +102,7 @@ def flag(default, help: str, choices=None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-# ==============================================================================================================
-# 1. The recording format: write with validation, read
-# ==============================================================================================================
-
+# ----- 1. The recording format: write with validation, read -----------------------------------------------------------
 
 ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing up", "looking around",
               "climbing stairs")
@@ -255,10 +252,7 @@ def default_dataset(path=None):
     return root
 
 
-# ==============================================================================================================
-# 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split
-# ==============================================================================================================
-
+# ----- 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split -------------------
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -404,11 +398,7 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
     return "test" if u < cfg.test_frac else "val" if u < cfg.test_frac + cfg.val_frac else "train"
 
 
-# ==============================================================================================================
-# 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset
-#    (the paper's note on pre-processing every medium into equal-length parallel windows)
-# ==============================================================================================================
-
+# ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset --------
 
 CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
 
@@ -437,7 +427,8 @@ def cache_fingerprint(paths, cfg, clip):
 
 
 def _build_cache(cache, paths, cfg, clip):
-    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache."""
+    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache (the
+    paper's pre-processing of every medium into equal-length parallel windows, done once per dataset)."""
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
     imu, labels, video_emb, texts, window_ids, recording_ids, middle = [], [], [], [], [], [], []
@@ -503,10 +494,7 @@ def _load_cache(cache, cfg, embed_dim):
     return arrays, index
 
 
-# ==============================================================================================================
-# 4. WindowDataset: what train.py and evaluate.py read
-# ==============================================================================================================
-
+# ----- 4. WindowDataset: what train.py and evaluate.py read -----------------------------------------------------------
 
 class WindowDataset:
     """Parallel (IMU, video embedding, text embedding) windows of a dataset's split, from the embedding cache.
@@ -564,10 +552,7 @@ class WindowDataset:
         }
 
 
-# ==============================================================================================================
-# 5. The labelled-IMU .npz format
-# ==============================================================================================================
-
+# ----- 5. The labelled-IMU .npz format --------------------------------------------------------------------------------
 
 MAX_EXPORT_BYTES = 4 * 2**30  # export-labelled refuses to write a larger .npz
 
@@ -670,10 +655,7 @@ def export_labelled(root, out, cfg=None):
     return report
 
 
-# ==============================================================================================================
-# 6. Ego4D import
-# ==============================================================================================================
-
+# ----- 6. Ego4D import ------------------------------------------------------------------------------------------------
 
 EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 _EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
@@ -824,10 +806,7 @@ def import_ego4d(root, out, videos=None, size=224):
     return report
 
 
-# ==============================================================================================================
-# 7. Aria import (projectaria-tools, optional)
-# ==============================================================================================================
-
+# ----- 7. Aria import (projectaria-tools, optional) -------------------------------------------------------------------
 
 ARIA_IMU = {"right": "imu-right", "left": "imu-left"}  # --imu -> stream label (1 kHz and 800 Hz)
 ARIA_RGB = "camera-rgb"
@@ -993,10 +972,7 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     return report
 
 
-# ==============================================================================================================
-# 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands
-# ==============================================================================================================
-
+# ----- 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands -------------------
 
 def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
     """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
