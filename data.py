@@ -144,7 +144,8 @@ def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, s
     def need(ok, name, problem):
         _need(ok, f"{path / name}{suffix}: {problem}")
 
-    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy", f"expected shape (N >= 2, 6), got {imu.shape}")
+    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy",
+         f"expected shape (N >= 2, 6), got {imu.shape}")
     need(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
     need(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
     need(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
@@ -346,7 +347,7 @@ def _class_names(recs):
     names = {tuple(r.meta.get("class_names", ACTIVITIES)) for r in recs}
     if len(names) > 1:
         raise DataError(f"{recs[0].path.parent}: recordings disagree on meta.json class_names: {sorted(names)}")
-    return names.pop() if names else tuple(ACTIVITIES)
+    return names.pop() if names else ACTIVITIES
 
 
 def _index_windows(rec, cfg, class_names):
@@ -381,8 +382,7 @@ def _index_windows(rec, cfg, class_names):
     if cfg.mode == "narration":
         drops["empty_text"] = int((keep & (texts == "")).sum())
         keep &= texts != ""
-    frames = np.stack([first, middle, last], axis=1)[keep]  # (Nw, 3)
-    frames = frames[:, 1:2] if cfg.video_mode == "clip_1frame" else frames  # middle | first, middle, last
+    frames = np.stack([middle] if cfg.video_mode == "clip_1frame" else [first, middle, last], axis=1)[keep]  # (Nw, 1|3)
     starts = starts[keep]
     t_out = starts[:, None] + np.arange(cfg.num_samples) / cfg.rate_hz  # (Nw, T) sample times
     imu = resample(rec.imu, t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)  # (Nw, T, 6)
@@ -508,7 +508,8 @@ class WindowDataset:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.cfg = Path(root), split, cfg
         paths = list_recordings(self.root)
-        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{cache_fingerprint(paths, cfg, clip)[:24]}"
+        key = cache_fingerprint(paths, cfg, clip)[:24]
+        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{key}"
         _need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
               f"{self.cache_path.parent}: the cache directory is a file; remove it")
         loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
@@ -604,8 +605,7 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     _need(not N or (labels.min() >= 0 and labels.max() < len(names)),
           f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
     _need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
-          and float(src_rate) > 0,
-          f"{path}: rate_hz must be one positive number, got {src_rate!r}")
+          and float(src_rate) > 0, f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
     split = data.get("split")
