@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -996,26 +995,6 @@ def config_from(cls, args: argparse.Namespace):
                   for f in fields(cls)})
 
 
-def _run_synth(args):
-    import world
-    existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
-    _need(not existing or args.overwrite, f"--out {args.out}: already holds {len(existing)} recordings; a dataset "
-          f"must come from one run of synth (pass --overwrite to replace them)")
-    for p in existing + [args.out / ".cache"]:
-        shutil.rmtree(p, ignore_errors=True)
-    start = time.perf_counter()
-    paths = world.synthesize(args.out, config_from(world.SynthConfig, args))
-    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
-    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
-
-
-def _run_show(args):
-    from world.preview import draw_recording
-    img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
-    atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
-    print(f"wrote {args.out} ({img.width}x{img.height})")
-
-
 def _run_export_labelled(args):
     cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
     from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
@@ -1031,21 +1010,10 @@ def _run_ego4d(args):
 
 
 def main(argv=None):
-    import world  # for its flags
+    import world  # synth and show are the synthetic world's commands, defined there
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
-    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
-    add_flags(p, world.SynthConfig)
-    p.set_defaults(run=_run_synth)
-    p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
-    p.add_argument("recording", type=Path, help="recording directory")
-    p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
-    p.set_defaults(run=_run_show)
+    world.add_commands(sub)
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
