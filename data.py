@@ -66,9 +66,8 @@ def _remove(path: Path) -> None:
 
 def atomic_write(path, write) -> None:
     """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
-    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it; it is deleted when write raises, and the
-    leftovers of killed processes (whose PID is no longer alive) are dealt with the next time `path` is written:
-    a previous directory that a kill left renamed aside (`-old`) goes back in place, the rest is deleted."""
+    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it, deleted when write raises; a dead process's
+    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
@@ -138,8 +137,7 @@ def _is_number(x):
 
 def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=""):
     """The one validation of the format, for the reader and the writer: cheap checks of what would otherwise
-    produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries). DataError names
-    the file."""
+    produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries)."""
     def need(ok, name, problem):
         _need(ok, f"{path / name}{suffix}: {problem}")
 
@@ -471,8 +469,7 @@ def _build_cache(cache, paths, cfg, clip):
 
 def _load_cache(cache, cfg, embed_dim):
     """The cached (arrays, index), or None when absent or damaged (missing, truncated, shapes or counts that do
-    not match). The cache is a directory renamed into place whole (atomic_write), so it is never half-written;
-    this only guards against later damage, cheaply: no checksums."""
+    not match). atomic_write never leaves it half-written; this guards against later damage, cheaply: no checksums."""
     if not (cache / "index.json").is_file():
         return None
     try:
@@ -496,11 +493,8 @@ def _load_cache(cache, cfg, embed_dim):
 # ----- 4. WindowDataset: what train.py and evaluate.py read -----------------------------------------------------------
 
 class WindowDataset:
-    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split, from the embedding cache.
-
-    WindowDataset(root, split, cfg, clip, cache_dir=None) builds the cache of the whole dataset (or reuses it when
-    its fingerprint matches), then keeps the windows of the split's recordings. `.batch(idx)` serves a batch.
-    """
+    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split: builds the embedding cache of
+    the whole dataset (or reuses it when its fingerprint matches), keeps the split's windows; `.batch(idx)` serves."""
 
     def __init__(self, root, split, cfg, clip, cache_dir=None):
         if split not in SPLITS:
@@ -658,7 +652,6 @@ def export_labelled(root, out, cfg=None):
 
 EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 _EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
-_MISSING = ("", "null", "nan", "none", "na")
 
 
 def _read_ego4d_csv(path, chunk_rows=200_000):
@@ -678,7 +671,7 @@ def _read_ego4d_csv(path, chunk_rows=200_000):
                     continue
                 try:
                     s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols], ' "')  # (n, 7)
-                    s[np.isin(np.char.lower(s), _MISSING)] = "nan"
+                    s[np.isin(np.char.lower(s), ("", "null", "nan", "none", "na"))] = "nan"  # missing values
                     parts.append(s.astype(np.float64))
                 except (ValueError, IndexError) as e:
                     raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
@@ -733,8 +726,7 @@ def _decode_video(mp4, size, tmp_dir):
 
 
 def _ego4d_narrations(path, narr_json, uid):
-    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time; -> (those,
-    the number of entries)."""
+    """Narrations of one video: (the "#C" entries of both passes as raw {"t", "text"} by time, the entry count)."""
     entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
