@@ -106,9 +106,6 @@ ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing 
               "climbing stairs")
 FORMAT_NAME = "imu2clip-recording"
 FORMAT_VERSION = 1
-IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
-             "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
-             "gyro = angular velocity of the head in this frame")
 
 
 @dataclass
@@ -180,14 +177,14 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
                  "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
                  "scene": None, "seed": None, "person": None, **(meta or {})}
 
+    jsons = {"meta.json": full_meta, "narrations.json": narrations, **({"segments.json": segments} if segments else {})}
+
     def write(tmp):
         tmp.mkdir()
         for name, a in zip(("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy"), (imu, imu_t, frames, frames_t)):
             np.save(tmp / name, a)
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
-        (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
-        if segments:
-            (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+        for name, obj in jsons.items():
+            (tmp / name).write_text(json.dumps(obj, indent=1) + "\n")
     atomic_write(path, write)
     return path
 

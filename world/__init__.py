@@ -42,6 +42,10 @@ from world.motion import angular_velocity, head_trajectory, imu_from_trajectory
 from world.people import plan_recording
 from world.scenes import SCENES, furnish, make_scene, motion_blur, place_objects, render_frames
 
+IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
+             "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
+             "gyro = angular velocity of the head in this frame")  # meta.json's imu_frame of synthetic recordings
+
 
 @dataclass
 class SynthConfig:
@@ -116,7 +120,7 @@ def synthesize_recording(cfg, index, activities=None):
     frames = motion_blur(frames, angular_velocity(traj, k), cfg.exposure_sec, cfg.fov_deg)  # (F, H, W, 3)
     meta = {
         "source": "synthetic", "imu_rate_hz": float(cfg.imu_rate_hz), "video_fps": float(cfg.video_fps),
-        "duration_sec": plan.duration, "imu_frame": data.IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
+        "duration_sec": plan.duration, "imu_frame": IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
         "index": index, "person": plan.person,
         "camera": {"model": "pinhole, principal point at the image centre, same frame as the IMU",
                    "fov_deg": float(cfg.fov_deg), "width": cfg.width, "height": cfg.height},
