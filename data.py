@@ -491,7 +491,7 @@ def _load_cache(cache, cfg, embed_dim):
 
 class WindowDataset:
     """Parallel (IMU, video embedding, text embedding) windows of a dataset's split: builds the embedding cache of
-    the whole dataset (or reuses it when its fingerprint matches), keeps the split's windows; `.batch(idx)` serves."""
+    the whole dataset (or reuses it when its fingerprint matches), keeps the split's windows, served by .batch(idx)."""
 
     def __init__(self, root, split, cfg, clip, cache_dir=None):
         if split not in SPLITS:
