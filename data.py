@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -67,9 +66,8 @@ def _remove(path: Path) -> None:
 
 def atomic_write(path, write) -> None:
     """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
-    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it; it is deleted when write raises, and the
-    leftovers of killed processes (whose PID is no longer alive) are dealt with the next time `path` is written:
-    a previous directory that a kill left renamed aside (`-old`) goes back in place, the rest is deleted."""
+    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it, deleted when write raises; a dead process's
+    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
@@ -102,18 +100,12 @@ def flag(default, help: str, choices=None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-# ==============================================================================================================
-# 1. The recording format: write with validation, read
-# ==============================================================================================================
-
+# ----- 1. The recording format: write with validation, read -----------------------------------------------------------
 
 ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing up", "looking around",
               "climbing stairs")
 FORMAT_NAME = "imu2clip-recording"
 FORMAT_VERSION = 1
-IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
-             "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
-             "gyro = angular velocity of the head in this frame")
 
 
 @dataclass
@@ -142,12 +134,12 @@ def _is_number(x):
 
 def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=""):
     """The one validation of the format, for the reader and the writer: cheap checks of what would otherwise
-    produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries). DataError names
-    the file."""
+    produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries)."""
     def need(ok, name, problem):
         _need(ok, f"{path / name}{suffix}: {problem}")
 
-    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy", f"expected shape (N >= 2, 6), got {imu.shape}")
+    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy",
+         f"expected shape (N >= 2, 6), got {imu.shape}")
     need(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
     need(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
     need(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
@@ -185,14 +177,14 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
                  "imu_units": {"acc": "m/s^2", "gyro": "rad/s"}, "imu_frame": "unspecified",
                  "scene": None, "seed": None, "person": None, **(meta or {})}
 
+    jsons = {"meta.json": full_meta, "narrations.json": narrations, **({"segments.json": segments} if segments else {})}
+
     def write(tmp):
         tmp.mkdir()
         for name, a in zip(("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy"), (imu, imu_t, frames, frames_t)):
             np.save(tmp / name, a)
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1) + "\n")
-        (tmp / "narrations.json").write_text(json.dumps(narrations, indent=1) + "\n")
-        if segments:
-            (tmp / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+        for name, obj in jsons.items():
+            (tmp / name).write_text(json.dumps(obj, indent=1) + "\n")
     atomic_write(path, write)
     return path
 
@@ -255,10 +247,7 @@ def default_dataset(path=None):
     return root
 
 
-# ==============================================================================================================
-# 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split
-# ==============================================================================================================
-
+# ----- 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split -------------------
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -352,7 +341,7 @@ def _class_names(recs):
     names = {tuple(r.meta.get("class_names", ACTIVITIES)) for r in recs}
     if len(names) > 1:
         raise DataError(f"{recs[0].path.parent}: recordings disagree on meta.json class_names: {sorted(names)}")
-    return names.pop() if names else tuple(ACTIVITIES)
+    return names.pop() if names else ACTIVITIES
 
 
 def _index_windows(rec, cfg, class_names):
@@ -387,8 +376,7 @@ def _index_windows(rec, cfg, class_names):
     if cfg.mode == "narration":
         drops["empty_text"] = int((keep & (texts == "")).sum())
         keep &= texts != ""
-    frames = np.stack([first, middle, last], axis=1)[keep]  # (Nw, 3)
-    frames = frames[:, 1:2] if cfg.video_mode == "clip_1frame" else frames  # middle | first, middle, last
+    frames = np.stack([middle] if cfg.video_mode == "clip_1frame" else [first, middle, last], axis=1)[keep]  # (Nw, 1|3)
     starts = starts[keep]
     t_out = starts[:, None] + np.arange(cfg.num_samples) / cfg.rate_hz  # (Nw, T) sample times
     imu = resample(rec.imu, t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)  # (Nw, T, 6)
@@ -404,11 +392,7 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
     return "test" if u < cfg.test_frac else "val" if u < cfg.test_frac + cfg.val_frac else "train"
 
 
-# ==============================================================================================================
-# 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset
-#    (the paper's note on pre-processing every medium into equal-length parallel windows)
-# ==============================================================================================================
-
+# ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset --------
 
 CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
 
@@ -437,7 +421,8 @@ def cache_fingerprint(paths, cfg, clip):
 
 
 def _build_cache(cache, paths, cfg, clip):
-    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache."""
+    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache (the
+    paper's pre-processing of every medium into equal-length parallel windows, done once per dataset)."""
     recs = [read_recording(p) for p in paths]
     class_names = _class_names(recs)
     imu, labels, video_emb, texts, window_ids, recording_ids, middle = [], [], [], [], [], [], []
@@ -481,8 +466,7 @@ def _build_cache(cache, paths, cfg, clip):
 
 def _load_cache(cache, cfg, embed_dim):
     """The cached (arrays, index), or None when absent or damaged (missing, truncated, shapes or counts that do
-    not match). The cache is a directory renamed into place whole (atomic_write), so it is never half-written;
-    this only guards against later damage, cheaply: no checksums."""
+    not match). atomic_write never leaves it half-written; this guards against later damage, cheaply: no checksums."""
     if not (cache / "index.json").is_file():
         return None
     try:
@@ -503,24 +487,19 @@ def _load_cache(cache, cfg, embed_dim):
     return arrays, index
 
 
-# ==============================================================================================================
-# 4. WindowDataset: what train.py and evaluate.py read
-# ==============================================================================================================
-
+# ----- 4. WindowDataset: what train.py and evaluate.py read -----------------------------------------------------------
 
 class WindowDataset:
-    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split, from the embedding cache.
-
-    WindowDataset(root, split, cfg, clip, cache_dir=None) builds the cache of the whole dataset (or reuses it when
-    its fingerprint matches), then keeps the windows of the split's recordings. `.batch(idx)` serves a batch.
-    """
+    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split: builds the embedding cache of
+    the whole dataset (or reuses it when its fingerprint matches), keeps the split's windows, served by .batch(idx)."""
 
     def __init__(self, root, split, cfg, clip, cache_dir=None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.cfg = Path(root), split, cfg
         paths = list_recordings(self.root)
-        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{cache_fingerprint(paths, cfg, clip)[:24]}"
+        key = cache_fingerprint(paths, cfg, clip)[:24]
+        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{key}"
         _need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
               f"{self.cache_path.parent}: the cache directory is a file; remove it")
         loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
@@ -564,10 +543,7 @@ class WindowDataset:
         }
 
 
-# ==============================================================================================================
-# 5. The labelled-IMU .npz format
-# ==============================================================================================================
-
+# ----- 5. The labelled-IMU .npz format --------------------------------------------------------------------------------
 
 MAX_EXPORT_BYTES = 4 * 2**30  # export-labelled refuses to write a larger .npz
 
@@ -619,8 +595,7 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     _need(not N or (labels.min() >= 0 and labels.max() < len(names)),
           f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
     _need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
-          and float(src_rate) > 0,
-          f"{path}: rate_hz must be one positive number, got {src_rate!r}")
+          and float(src_rate) > 0, f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
     split = data.get("split")
@@ -670,14 +645,10 @@ def export_labelled(root, out, cfg=None):
     return report
 
 
-# ==============================================================================================================
-# 6. Ego4D import
-# ==============================================================================================================
-
+# ----- 6. Ego4D import ------------------------------------------------------------------------------------------------
 
 EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
 _EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
-_MISSING = ("", "null", "nan", "none", "na")
 
 
 def _read_ego4d_csv(path, chunk_rows=200_000):
@@ -697,7 +668,7 @@ def _read_ego4d_csv(path, chunk_rows=200_000):
                     continue
                 try:
                     s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols], ' "')  # (n, 7)
-                    s[np.isin(np.char.lower(s), _MISSING)] = "nan"
+                    s[np.isin(np.char.lower(s), ("", "null", "nan", "none", "na"))] = "nan"  # missing values
                     parts.append(s.astype(np.float64))
                 except (ValueError, IndexError) as e:
                     raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
@@ -752,8 +723,7 @@ def _decode_video(mp4, size, tmp_dir):
 
 
 def _ego4d_narrations(path, narr_json, uid):
-    """Narrations of one video: the "#C" entries of both passes as raw {"t", "text"}, sorted by time; -> (those,
-    the number of entries)."""
+    """Narrations of one video: (the "#C" entries of both passes as raw {"t", "text"} by time, the entry count)."""
     entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
@@ -824,10 +794,7 @@ def import_ego4d(root, out, videos=None, size=224):
     return report
 
 
-# ==============================================================================================================
-# 7. Aria import (projectaria-tools, optional)
-# ==============================================================================================================
-
+# ----- 7. Aria import (projectaria-tools, optional) -------------------------------------------------------------------
 
 ARIA_IMU = {"right": "imu-right", "left": "imu-left"}  # --imu -> stream label (1 kHz and 800 Hz)
 ARIA_RGB = "camera-rgb"
@@ -993,10 +960,7 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     return report
 
 
-# ==============================================================================================================
-# 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands
-# ==============================================================================================================
-
+# ----- 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands -------------------
 
 def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
     """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
@@ -1020,26 +984,6 @@ def config_from(cls, args: argparse.Namespace):
                   for f in fields(cls)})
 
 
-def _run_synth(args):
-    import world
-    existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
-    _need(not existing or args.overwrite, f"--out {args.out}: already holds {len(existing)} recordings; a dataset "
-          f"must come from one run of synth (pass --overwrite to replace them)")
-    for p in existing + [args.out / ".cache"]:
-        shutil.rmtree(p, ignore_errors=True)
-    start = time.perf_counter()
-    paths = world.synthesize(args.out, config_from(world.SynthConfig, args))
-    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
-    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
-
-
-def _run_show(args):
-    from world.preview import draw_recording
-    img = draw_recording(read_recording(args.recording), args.width, args.height, args.frames)
-    atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
-    print(f"wrote {args.out} ({img.width}x{img.height})")
-
-
 def _run_export_labelled(args):
     cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
     from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
@@ -1055,21 +999,10 @@ def _run_ego4d(args):
 
 
 def main(argv=None):
-    import world  # for its flags
+    import world  # synth and show are the synthetic world's commands, defined there
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
-    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
-    add_flags(p, world.SynthConfig)
-    p.set_defaults(run=_run_synth)
-    p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
-    p.add_argument("recording", type=Path, help="recording directory")
-    p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
-    p.set_defaults(run=_run_show)
+    world.add_commands(sub)
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")

@@ -18,8 +18,9 @@ to and turned round to, with the gaze on the lap (the legs are in view); looking
 placed in its view; running keeps to open paths. All of it is built from the same trajectory as the IMU.
   - world/preview.py: the picture of a recording (any recording, not only synthetic ones).
 
-Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES.
-The recordings are written by data.write_recording, which validates them. The same seed gives byte-identical files.
+Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES,
+and add_commands(sub): data.py's synth and show commands. The recordings are written by data.write_recording, which
+validates them. The same seed gives byte-identical files.
 
     python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
     python data.py show data/synthetic/syn000_park --out preview.png
@@ -27,6 +28,7 @@ The recordings are written by data.write_recording, which validates them. The sa
 import contextlib
 import math
 import multiprocessing
+import shutil
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -39,6 +41,10 @@ from data import flag
 from world.motion import angular_velocity, head_trajectory, imu_from_trajectory
 from world.people import plan_recording
 from world.scenes import SCENES, furnish, make_scene, motion_blur, place_objects, render_frames
+
+IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
+             "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
+             "gyro = angular velocity of the head in this frame")  # meta.json's imu_frame of synthetic recordings
 
 
 @dataclass
@@ -114,7 +120,7 @@ def synthesize_recording(cfg, index, activities=None):
     frames = motion_blur(frames, angular_velocity(traj, k), cfg.exposure_sec, cfg.fov_deg)  # (F, H, W, 3)
     meta = {
         "source": "synthetic", "imu_rate_hz": float(cfg.imu_rate_hz), "video_fps": float(cfg.video_fps),
-        "duration_sec": plan.duration, "imu_frame": data.IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
+        "duration_sec": plan.duration, "imu_frame": IMU_FRAME, "scene": plan.scene, "seed": cfg.seed,
         "index": index, "person": plan.person,
         "camera": {"model": "pinhole, principal point at the image centre, same frame as the IMU",
                    "fov_deg": float(cfg.fov_deg), "width": cfg.width, "height": cfg.height},
@@ -158,3 +164,40 @@ def synthesize(out_dir, cfg=None):
                 print(f"synth: {len(paths)}/{cfg.recordings} recordings, {time.perf_counter() - start:.1f} s",
                       file=sys.stderr)
     return sorted(paths)
+
+
+def add_commands(sub):
+    """data.py's commands of the world, on its argparse subparsers `sub`: synth writes a dataset, show draws any
+    recording. Bad input raises data.DataError, which data.main reports."""
+    p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
+    data.add_flags(p, SynthConfig)
+    p.set_defaults(run=_run_synth)
+    p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
+    p.add_argument("recording", type=Path, help="recording directory")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
+    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
+    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
+    p.set_defaults(run=_run_show)
+
+
+def _run_synth(args):
+    existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
+    if existing and not args.overwrite:
+        raise data.DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from "
+                             f"one run of synth (pass --overwrite to replace them)")
+    for p in existing + [args.out / ".cache"]:
+        shutil.rmtree(p, ignore_errors=True)
+    start = time.perf_counter()
+    paths = synthesize(args.out, data.config_from(SynthConfig, args))
+    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
+    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+
+
+def _run_show(args):
+    from world.preview import draw_recording
+    img = draw_recording(data.read_recording(args.recording), args.width, args.height, args.frames)
+    data.atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
+    print(f"wrote {args.out} ({img.width}x{img.height})")
