@@ -163,18 +163,6 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def init_processes(device: str):
-    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
-    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device)
-    if device.type == "cuda":  # one GPU per process
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
-        torch.cuda.set_device(device)
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device
-
-
 def rank0_first(rank: int, world: int, work):
     """work() on rank 0 first (it fetches the CLIP weights and builds the embedding cache), then on the others
     (they read them). An error on rank 0 is sent to every rank, so they all stop instead of waiting forever."""
@@ -237,7 +225,8 @@ def fail(rank: int, message: str, code: int):
 
 
 def main(argv=None):
-    rank, world = int(os.environ.get("RANK", "0")), 1
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # > 1 under torchrun, which also sets RANK and LOCAL_RANK
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
     try:
         try:
             cfg = parse_args(argv)
@@ -247,7 +236,13 @@ def main(argv=None):
                 raise ValueError(f"--out {out}: exists and is not a directory")
             ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
             cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
-            rank, world, device = init_processes(cfg.device)
+            device = resolve_device(cfg.device)
+            if device.type == "cuda":  # one GPU per process
+                local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+                device = torch.device("cuda", local_rank if device.index is None else device.index)
+                torch.cuda.set_device(device)
+            if world > 1:  # under torchrun: one process group, gloo on CPU, nccl on GPU
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             clip = rank0_first(rank, world, lambda: FrozenCLIP(
                 cfg.clip, weights=cfg.clip_weights or None, device=device, require_pretrained=cfg.require_pretrained))
             torch.manual_seed(cfg.seed)
@@ -353,7 +348,7 @@ def main(argv=None):
             log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
                 "--epochs to continue")
     finally:
-        if world > 1:
+        if world > 1 and dist.is_initialized():  # not if the run failed before init_process_group
             dist.destroy_process_group()
 
 
