@@ -105,9 +105,8 @@ def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list:
-    """This process's batches of window indices for one epoch: a shuffle that depends only on (seed, epoch), so a
-    resumed run sees the same batches, sharded by DistributedSampler under torchrun. The last incomplete batch is
-    dropped: every process must take the same number of steps (the dropped windows change every epoch)."""
+    """This process's batches of window indices for one epoch: shuffled by (seed, epoch) only, so a resumed run sees
+    the same batches; sharded by DistributedSampler; full batches only (every process takes as many steps)."""
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     idx = np.fromiter(iter(sampler), dtype=np.int64)  # (n // world,) this process's shard
@@ -126,8 +125,7 @@ class Trainable(nn.Module):
 
 
 def batch_loss(model, batch: dict, targets: list, device, gather: bool = True):
-    """Loss of one WindowDataset.batch: the sum over targets of the symmetric InfoNCE.
-    Returns (loss, {target: loss}, IMU embeddings (B, D))."""
+    """The symmetric InfoNCE of a WindowDataset.batch summed over targets: (loss, {target: loss}, IMU emb (B, D))."""
     imu_emb, tau = model(torch.as_tensor(batch["imu"]).to(device))  # (B, 6, T) -> (B, D), () tau
     target_emb = {m: torch.as_tensor(batch[TARGETS[m]]).to(device) for m in targets}  # cached CLIP (B, D) each
     loss, parts = multimodal_loss(imu_emb, target_emb, tau, gather=gather)
@@ -199,8 +197,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
 def load_splits(cfg: TrainConfig, window, clip, world: int):
     """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
     root = Path(cfg.data or data.default_dataset()).resolve()
-    train_set = data.WindowDataset(root, "train", window, clip)
-    val_set = data.WindowDataset(root, "val", window, clip)
+    train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
     if len(train_set) < cfg.batch_size * world:
         raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
                              f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
@@ -286,8 +283,7 @@ def main(argv=None):
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
 
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:  # (atomic_write makes the --out directory)
             if not cfg.resume and (out / "log.jsonl").exists():  # a fresh run starts a fresh log
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
                 (out / "log.jsonl").unlink()
