@@ -105,8 +105,9 @@ def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list:
-    """This process's batches of window indices for one epoch: shuffled by (seed, epoch) only, so a resumed run sees
-    the same batches; sharded by DistributedSampler; full batches only (every process takes as many steps)."""
+    """This process's batches of window indices for one epoch: a shuffle that depends only on (seed, epoch), so a
+    resumed run sees the same batches, sharded by DistributedSampler under torchrun. The last incomplete batch is
+    dropped: every process must take the same number of steps (the dropped windows change every epoch)."""
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     idx = np.fromiter(iter(sampler), dtype=np.int64)  # (n // world,) this process's shard
