@@ -126,8 +126,7 @@ class Trainable(nn.Module):
 
 
 def batch_loss(model, batch: dict, targets: list, device, gather: bool = True):
-    """Loss of one WindowDataset.batch: the sum over targets of the symmetric InfoNCE.
-    Returns (loss, {target: loss}, IMU embeddings (B, D))."""
+    """The symmetric InfoNCE of a WindowDataset.batch summed over targets: (loss, {target: loss}, IMU emb (B, D))."""
     imu_emb, tau = model(torch.as_tensor(batch["imu"]).to(device))  # (B, 6, T) -> (B, D), () tau
     target_emb = {m: torch.as_tensor(batch[TARGETS[m]]).to(device) for m in targets}  # cached CLIP (B, D) each
     loss, parts = multimodal_loss(imu_emb, target_emb, tau, gather=gather)
@@ -163,18 +162,6 @@ def save_checkpoint(path: Path, ckpt: dict) -> None:
     data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def init_processes(device: str):
-    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU, nccl on GPU."""
-    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device)
-    if device.type == "cuda":  # one GPU per process
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
-        torch.cuda.set_device(device)
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device
-
-
 def rank0_first(rank: int, world: int, work):
     """work() on rank 0 first (it fetches the CLIP weights and builds the embedding cache), then on the others
     (they read them). An error on rank 0 is sent to every rank, so they all stop instead of waiting forever."""
@@ -202,17 +189,15 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
         raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
-    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE):
-        if ckpt["config"].get(name) != getattr(cfg, name):
-            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
-                             f"not {getattr(cfg, name)}; resume with the same flags")
+    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE and ckpt["config"].get(k) != getattr(cfg, k)):
+        raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
+                         f"not {getattr(cfg, name)}; resume with the same flags")  # names the first that differs
 
 
 def load_splits(cfg: TrainConfig, window, clip, world: int):
     """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
     root = Path(cfg.data or data.default_dataset()).resolve()
-    train_set = data.WindowDataset(root, "train", window, clip)
-    val_set = data.WindowDataset(root, "val", window, clip)
+    train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
     if len(train_set) < cfg.batch_size * world:
         raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
                              f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
@@ -237,7 +222,8 @@ def fail(rank: int, message: str, code: int):
 
 
 def main(argv=None):
-    rank, world = int(os.environ.get("RANK", "0")), 1
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # > 1 under torchrun, which also sets RANK and LOCAL_RANK
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
     try:
         try:
             cfg = parse_args(argv)
@@ -247,7 +233,13 @@ def main(argv=None):
                 raise ValueError(f"--out {out}: exists and is not a directory")
             ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
             cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
-            rank, world, device = init_processes(cfg.device)
+            device = resolve_device(cfg.device)
+            if device.type == "cuda":  # one GPU per process
+                local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+                device = torch.device("cuda", local_rank if device.index is None else device.index)
+                torch.cuda.set_device(device)
+            if world > 1:  # under torchrun: one process group, gloo on CPU, nccl on GPU
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             clip = rank0_first(rank, world, lambda: FrozenCLIP(
                 cfg.clip, weights=cfg.clip_weights or None, device=device, require_pretrained=cfg.require_pretrained))
             torch.manual_seed(cfg.seed)
@@ -291,8 +283,7 @@ def main(argv=None):
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
 
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:  # (atomic_write makes the --out directory)
             if not cfg.resume and (out / "log.jsonl").exists():  # a fresh run starts a fresh log
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
                 (out / "log.jsonl").unlink()
@@ -353,7 +344,7 @@ def main(argv=None):
             log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
                 "--epochs to continue")
     finally:
-        if world > 1:
+        if world > 1 and dist.is_initialized():  # not if the run failed before init_process_group
             dist.destroy_process_group()
 
 
