@@ -189,9 +189,10 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
     if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
         raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
-    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE and ckpt["config"].get(k) != getattr(cfg, k)):
-        raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
-                         f"not {getattr(cfg, name)}; resume with the same flags")  # names the first that differs
+    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE):
+        if ckpt["config"].get(name) != getattr(cfg, name):
+            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
+                             f"not {getattr(cfg, name)}; resume with the same flags")
 
 
 def load_splits(cfg: TrainConfig, window, clip, world: int):
