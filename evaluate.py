@@ -77,27 +77,21 @@ def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, ch
     return ranks
 
 
-def right_counts(query_groups, cand_groups):
-    """Number of right candidates of every query (candidates sharing its group): int64 (Q,)."""
-    groups, counts = np.unique(np.asarray(cand_groups), return_counts=True)
-    pos = np.searchsorted(groups, np.asarray(query_groups)).clip(max=len(groups) - 1)  # (Q,)
-    return np.where(groups[pos] == np.asarray(query_groups), counts[pos], 0)
-
-
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """--pool-size: ranks and right counts (repeats, N) of the N windows (two views (N, D) of them) in random pools
-    of pool_size; the leftover windows of a shuffle meet random others too, so every query sees pool_size."""
+    """--pool-size: ranks and right counts (repeats, N) of the N windows (two views (N, D) of them, groups (N,) from
+    group_ids) in random pools of pool_size; a shuffle's leftover windows meet random others too, so every query sees
+    pool_size."""
     q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
     g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
     N, K = len(g), min(pool_size, len(g))
-    ranks, n_right = torch.empty(repeats, N, dtype=torch.int64), np.empty((repeats, N), dtype=np.int64)
+    ranks, n_right = torch.empty(repeats, N, dtype=torch.int64), torch.empty(repeats, N, dtype=torch.int64)
     for r in range(repeats):
         perm = torch.randperm(N, generator=gen)  # (N,)
         for a in range(0, N, K):
             pool = perm[a : a + K]  # the queried windows
             cands = torch.cat([pool, perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]])  # (K,)
             ranks[r, pool] = retrieval_ranks(q[pool], c[cands], g[pool], g[cands])
-            n_right[r, pool.numpy()] = right_counts(g[pool], g[cands])  # (a 1-element tensor indexes as a number)
+            n_right[r, pool] = torch.bincount(g[cands], minlength=N)[g[pool]]  # right candidates in the pool
     return ranks, n_right
 
 
@@ -264,7 +258,7 @@ def task_retrieval(cfg: EvalConfig, test, imu_emb):
         if cfg.pool_size > 0:
             ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
         else:
-            ranks, n_right = retrieval_ranks(q, c, g, g), right_counts(g, g)  # (N,) each
+            ranks, n_right = retrieval_ranks(q, c, g, g), torch.bincount(g)[g]  # (N,) each
         m = metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
         print(f"[evaluate] retrieval {name}: R@1 {m['R@1']:.4f} (chance {m['chance']['R@1']:.4f})", file=sys.stderr)
     return {"split": "test", "windows": len(test), "recordings": len(set(test.recording_ids)), "pool_size": K,

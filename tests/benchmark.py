@@ -192,14 +192,14 @@ print(json.dumps({{"pool": n, "seconds": round(seconds, 1), "peak_rss_mb": round
 
 def bench_world(cfg: BenchConfig, work: Path) -> dict:
     """Oracle and trained IMU->video MRR on the test split of the default dataset (see the module docstring)."""
-    from evaluate import chance_metrics, group_ids, rank_metrics, retrieval_ranks, right_counts
+    from evaluate import chance_metrics, group_ids, rank_metrics, retrieval_ranks
     root = Path(cfg.world_data) if cfg.world_data else work / "world-data"
     if not cfg.world_data:
         world.synthesize(root, world.SynthConfig())
     clip = clip_vendor.FrozenCLIP(cfg.clip)
     train, test = (data.WindowDataset(root, split, data.WindowConfig(), clip) for split in ("train", "test"))
     groups = group_ids(test.video_emb)  # windows that share their frame are all right (evaluate.py's protocol)
-    chance = chance_metrics(right_counts(groups, groups), len(groups))["MRR"]
+    chance = chance_metrics(torch.bincount(groups)[groups], len(groups))["MRR"]
     report = {"test_windows": len(test), "chance_mrr": round(chance, 4), "oracle_mrr": {}}
     scenes = [np.array([r.split("_", 1)[-1] for r in ds.recording_ids]) for ds in (train, test)]  # syn007_street
     keys = {"activity": (train.labels, test.labels), "scene": scenes,
