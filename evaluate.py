@@ -78,9 +78,8 @@ def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, ch
 
 
 def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """--pool-size: ranks and right counts (repeats, N) of the N windows (two views (N, D) of them, groups (N,) from
-    group_ids) in random pools of pool_size; a shuffle's leftover windows meet random others too, so every query sees
-    pool_size."""
+    """--pool-size: ranks and right counts (repeats, N) of N windows (views (N, D), group_ids (N,)) in random pools
+    of pool_size; the leftover windows of a shuffle meet random others too, so every query sees pool_size."""
     q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
     g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
     N, K = len(g), min(pool_size, len(g))
@@ -164,9 +163,8 @@ def predict(model, x, batch_size, device):
 
 
 def fit_classifier(model, param_groups, x_fit, y_fit, x_val, y_val, cfg, seed, device, name=""):
-    """Cross-entropy on CPU tensors x_* (windows (N, 6, T) or features (N, D)) for cfg.steps steps, early-stopped on
-    the val loss (none: the whole budget); cfg: an EvalConfig. Returns the best-validation model in eval mode and the
-    steps run."""
+    """Cross-entropy on CPU tensors x_* (windows (N, 6, T) or features (N, D)) for cfg.steps (EvalConfig) steps, early-
+    stopped on the val loss (no val: the whole budget) -> (the best-validation model in eval mode, steps run)."""
     gen, opt = torch.Generator().manual_seed(seed), torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     best, best_state, since_best, batches = float("inf"), None, 0, []
     model.to(device)
@@ -468,9 +466,8 @@ def summary_markdown(report):
                else f"all {r['pool_size']} test windows as candidates")
         rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
                 for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
-        new = report["test_recordings"]["new"]
-        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, {new} "
-                  f"new to the checkpoint; {how}; exact chance per direction)", "",
+        lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, "
+                  f"{report['test_recordings']['new']} new to the checkpoint; {how}; exact chance per direction)", "",
                   *_table([f"direction{tag}", *METRIC_NAMES], rows)]
         if "text->video via imu" in r["directions"]:
             lines += ["Transitivity: `text->video via imu` ranks the windows by cos(CLIP text, IMU embedding), right "
@@ -498,9 +495,9 @@ def summary_markdown(report):
 def write_reports(out, report, pictures):
     """metrics.json, summary.md and the pictures, each written atomically, then summary.md on stdout; returns the
     report as written. The metrics (not the flags) are rounded to 4 decimals first, so that both files agree."""
-    rounded = lambda part: json.loads(json.dumps(part), parse_float=lambda v: round(float(v), 4))  # noqa: E731
-    metrics = {k: rounded(report[k]) for k in ("retrieval", "activity") if k in report}
-    report = json.loads(json.dumps({**report, **metrics, "files": sorted(["metrics.json", "summary.md", *pictures])}))
+    report = json.loads(json.dumps({**report, "files": sorted(["metrics.json", "summary.md", *pictures])}))  # as JSON
+    for part in {"retrieval", "activity"} & report.keys():  # the metrics, not the flags, to 4 decimals
+        report[part] = json.loads(json.dumps(report[part]), parse_float=lambda v: round(float(v), 4))
     summary = summary_markdown(report)
     for name, image in pictures.items():
         data.atomic_write(out / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
