@@ -664,6 +664,7 @@ def _read_ego4d_csv(path, chunk_rows=200_000):
             _need(not missing, f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
             cols = [names.index(c) for c in _EGO4D_COLUMNS]
             while chunk := list(itertools.islice(f, chunk_rows)):
+                first, row = row + 1, row + len(chunk)  # the file's lines first..row (blank ones too)
                 if not (lines := [ln for ln in chunk if ln.strip()]):
                     continue
                 try:
@@ -671,8 +672,7 @@ def _read_ego4d_csv(path, chunk_rows=200_000):
                     s[np.isin(np.char.lower(s), ("", "null", "nan", "none", "na"))] = "nan"  # missing values
                     parts.append(s.astype(np.float64))
                 except (ValueError, IndexError) as e:
-                    raise DataError(f"{path}: unreadable rows after line {row} ({e})") from None
-                row += len(chunk)
+                    raise DataError(f"{path}: unreadable rows among lines {first}-{row} ({e})") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
     _need(parts, f"{path}: no data rows after the header")

@@ -192,6 +192,10 @@ def test_csv_variants_and_narration_shapes_that_real_files_have(tmp_path):
         (tmp_path / f"{name}.csv").write_text("\r\n".join([head, *body]) + "\r\n", encoding="utf-8")
         t, v = data._read_ego4d_csv(tmp_path / f"{name}.csv", chunk_rows=2)  # a chunk of blank lines: not the end
         assert t.tolist() == [0, 5, 10] and v.tolist() == [[1, 2, 3, 4, 5, 6]] * 3, name
+    # a bad row is reported among the file's own line numbers, blank lines and skipped chunks counted
+    (tmp_path / "bad.csv").write_text("\n".join([header, "0,1,2,3,4,5,6", "", "", "", "5,1,2,x", "7,1,2,3,4,5,6"]))
+    with pytest.raises(data.DataError, match="among lines 6-7"):
+        data._read_ego4d_csv(tmp_path / "bad.csv", chunk_rows=2)
     # two rows at one time: the complete one is kept, whichever comes first
     t, v, report = data._clean_ego4d_imu("x.csv", np.array([0.0, 5.0, 5.0, 10.0]),
                                          np.array([[1.0] * 6, [np.nan] * 6, [2.0] * 6, [3.0] * 6]), 60.0)
