@@ -752,6 +752,7 @@ def _ego4d_file(root, rel):
 def import_ego4d(root, out, videos=None, size=224):
     """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
     videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
+    _need(size >= 1, f"--size {size}: must be a positive number of pixels")
     root, out = Path(root), Path(out)
     imu_dir = _ego4d_file(root, "imu")
     _need(imu_dir, f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
@@ -921,10 +922,10 @@ def _read_vrs(path, imu_label, size):
 def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
     """Convert Project Aria VRS files into recordings under out, named after the file (AEA's recording.vrs:
     after its folder). IMU at its native rate, times in seconds since the recording's first record. -> report."""
+    _need(size >= 1, f"--size {size}: must be a positive number of pixels")
     vrs_files, out = [Path(v) for v in vrs_files], Path(out)
     for v in vrs_files + ([Path(narrations)] if narrations else []):
         _need(v.is_file(), f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
-    _need(size >= 1, f"--size must be a positive number of pixels, got {size}")
     _need(narrations is None or len(vrs_files) == 1,
           f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
     ids = [v.parent.name if v.stem == "recording" else v.stem for v in vrs_files]
@@ -1028,8 +1029,6 @@ def main(argv=None):
             raise DataError(f"--out {out}: exists and is not a directory")
         if args.command in ("show", "export-labelled") and out.is_dir():
             raise DataError(f"--out {out}: is a directory, not a file to write")
-        if getattr(args, "size", 1) < 1:
-            raise DataError(f"--size {args.size}: must be a positive number of pixels")
         args.run(args)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -203,3 +203,9 @@ def test_csv_variants_and_narration_shapes_that_real_files_have(tmp_path):
     entry = {"narration_pass_1": {"narrations": None}, "narration_pass_2": {"narrations": [
         {"narration_text": "#C C walks", "timestamp_sec": 1.0}]}}
     assert data._ego4d_narrations("n.json", {"u": entry}, "u") == ([{"t": 1.0, "text": "#C C walks"}], 1)
+
+
+def test_a_size_below_one_pixel_is_refused_from_python_too(ego4d_root, tmp_path):
+    with pytest.raises(data.DataError, match="--size 0: must be a positive number"):
+        data.import_ego4d(ego4d_root, tmp_path / "out", size=0)
+    assert not (tmp_path / "out").exists()
