@@ -90,7 +90,7 @@ def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
             pool = perm[a : a + K]  # the queried windows
             cands = torch.cat([pool, perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]])  # (K,)
             ranks[r, pool] = retrieval_ranks(q[pool], c[cands], g[pool], g[cands])
-            n_right[r, pool] = torch.bincount(g[cands], minlength=N)[g[pool]]  # right candidates in the pool
+            n_right[r, pool] = torch.bincount(g[cands], minlength=N)[g[pool]]  # (N,) -> (K,) right ones in the pool
     return ranks, n_right
 
 
@@ -571,8 +571,8 @@ def labelled_splits(cfg, root, window, clip):
     else:  # the dataset's labelled windows, each in the split of its recording
         ds = data.WindowDataset(root, "all", window, clip)
         keep = ds.labels >= 0
-        x, y = ds.imu[keep], ds.labels[keep]
-        part = np.array([data.split_of(r, window) for r in ds.recording_ids])[keep]
+        x, y = ds.imu[keep], ds.labels[keep]  # (N, 6, T) float32, (N,) int64
+        part = np.array([data.split_of(r, window) for r in ds.recording_ids])[keep]  # (N,)
         source, val_source, names = str(root), "val recordings", ds.class_names
     parts = {p: (torch.as_tensor(x[part == p]), torch.as_tensor(y[part == p])) for p in ("train", "val", "test")}
     n_fit, n_val, n_test = (len(parts[p][1]) for p in ("train", "val", "test"))
