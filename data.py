@@ -19,7 +19,7 @@ narration are computed once and cached under DATASET_ROOT/.cache; WindowDataset 
     python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
     python data.py show data/synthetic/syn000_park --out preview.png   (any recording)
     python data.py export-labelled data/synthetic --out labelled.npz
-    python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (needs the ffmpeg command)
+    python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (decoded by PyAV)
     python data.py aria recording.vrs --out data/aria [--narrations speech.csv]   (needs projectaria-tools)
 """
 
@@ -35,7 +35,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -704,21 +703,36 @@ def _clean_ego4d_imu(path, t_ms, values, duration_sec):
     return t, values.astype(np.float32), report
 
 
-def _decode_video(mp4, size, tmp_dir):
-    """Decode an mp4 with the ffmpeg CLI at EGO4D_FPS, centre square crop, resized to size x size:
-    -> uint8 array (F, size, size, 3) memory-mapped from a raw file in tmp_dir (caller removes it)."""
-    ffmpeg = shutil.which("ffmpeg")
-    _need(ffmpeg, f"{mp4}: the ffmpeg command-line tool is needed to decode Ego4D videos and is not on PATH; "
-          f"install it (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg)")
-    raw = Path(tmp_dir) / f"{mp4.stem}.rgb"
-    vf = f"fps={EGO4D_FPS:g},crop='min(iw,ih)':'min(iw,ih)',scale={size}:{size}"
-    cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(mp4), "-vf", vf,
-           "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    n = raw.stat().st_size // (size * size * 3) if raw.exists() else 0  # whole frames decoded
-    if proc.returncode != 0 or n == 0:
-        why = (proc.stderr.strip().splitlines() or ["no frames decoded"])[-1]
-        raise DataError(f"{mp4}: ffmpeg could not decode it ({why})")
+def _decode_video(mp4, size, tmp_dir, fps=EGO4D_FPS):
+    """Decode an mp4 in-process with PyAV (FFmpeg's libraries, from pip) through FFmpeg's own filters, as
+    `ffmpeg -vf fps=FPS,crop=...,scale=S:S` would: frame k at time k / fps (the frame nearest it), the centre
+    square, resized to size x size. -> uint8 (F, size, size, 3) RGB, memory-mapped from a raw file in tmp_dir (the
+    caller removes it), so that an hour of video never sits in memory."""
+    import av  # (here: only this importer decodes video)
+    raw, n = Path(tmp_dir) / f"{mp4.stem}.rgb", 0
+    try:
+        with av.open(str(mp4)) as container, open(raw, "wb") as out:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # decode on several threads
+            graph = av.filter.Graph()
+            chain = [graph.add_buffer(template=stream), graph.add("fps", f"{fps:g}"),
+                     graph.add("crop", "'min(iw,ih)':'min(iw,ih)'"), graph.add("scale", f"{size}:{size}"),
+                     graph.add("format", "rgb24"), graph.add("buffersink")]
+            for a, b in zip(chain, chain[1:]):
+                a.link_to(b)
+            graph.configure()
+            for frame in itertools.chain(container.decode(stream), [None]):  # None: the end, flush the filters
+                graph.push(frame)
+                while True:
+                    try:
+                        out.write(graph.pull().to_ndarray().tobytes())  # (size, size, 3)
+                        n += 1
+                    except (av.BlockingIOError, av.EOFError):  # the filters want the next frame, or are done
+                        break
+    except (av.FFmpegError, IndexError) as e:  # not a video, no video stream, a damaged file
+        raise DataError(f"{mp4}: could not decode it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+    _need(n, f"{mp4}: could not decode it (no frames decoded)")
     return np.memmap(raw, dtype=np.uint8, mode="r", shape=(n, size, size, 3))
 
 
@@ -937,7 +951,7 @@ def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
                 try:
                     imu_ns, values, frames_ns, frames, info = _read_vrs(vrs, ARIA_IMU[imu], size)
                 except ImportError:
-                    raise DataError(f"the Aria import needs projectaria-tools: {ARIA_INSTALL}") from None
+                    raise DataError(f"{vrs}: the Aria import needs projectaria-tools: {ARIA_INSTALL}") from None
                 except RuntimeError as e:  # the reader's own failures
                     raise DataError(f"{vrs}: projectaria-tools could not read it ({e})") from None
             log.seek(0)

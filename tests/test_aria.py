@@ -1,6 +1,7 @@
 """Tests of the Aria import (`data.py aria`) on a real Project Aria Gen1 recording: the 0.4 s AEA clip shipped
 in tests/data/aria (see its README.md). Expected values come from reading the same VRS file here with
 projectaria-tools directly, or from physics (gravity), never from the importer's own output."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,10 @@ from PIL import Image
 
 import data
 from model import IMUEncoder, IMUEncoderConfig
+
+# projectaria-tools is optional (the Aria import alone needs it): without it every test here is skipped, by name
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("projectaria_tools") is None,
+                                reason="needs projectaria-tools: pip install --no-deps projectaria-tools")
 
 REPO = Path(__file__).resolve().parents[1]
 VRS = REPO / "tests" / "data" / "aria" / "recording.vrs"

@@ -19,6 +19,7 @@ import data
 import evaluate
 import model
 import train
+from test_ego4d import write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--clip", "tiny", "--window-sec", "2", "--rate-hz", "50", "--epochs", "1", "--batch-size", "16",
@@ -82,8 +83,9 @@ def world(tmp_path_factory):
         (ego2 / "v1" / part).mkdir(parents=True)
     (ego2 / "v1" / "imu" / "vid.csv").write_text("canonical_timestamp_ms,accl_x,accl_y,accl_z,gyro_x,gyro_y,gyro_z\n"
                                                  + "".join(f"{5 * k},0,0,9.8,0,0,0\n" for k in range(600)))
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=32x32:d=3:r=10",
-                    "-pix_fmt", "yuv420p", str(ego2 / "v1" / "full_scale" / "vid.mp4")], check=True)
+    blue = np.zeros((30, 32, 32, 3), np.uint8)
+    blue[..., 2] = 255
+    write_mp4(ego2 / "v1" / "full_scale" / "vid.mp4", blue, fps=10)
     (ego2 / "v1" / "annotations" / "narration.json").write_text(json.dumps({"vid": ["not", "an", "object"]}))
     (w / "bad" / "not.vrs").write_bytes(b"VRS? no, just bytes" * 100)
     return w
