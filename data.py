@@ -1,7 +1,8 @@
-"""Data for IMU2CLIP: recordings, windows with cached CLIP embeddings, Ego4D and Aria import.
+"""Data for IMU2CLIP (Moon et al., 2022, sections 3 and 4.1): the recording format, windows and the split, the
+embedding cache, WindowDataset, and the labelled-IMU format. It reads recordings; it knows no source of them.
 
-Every source (the synthetic world in world/, Ego4D, Aria, your own data) is converted into one format, a directory
-per recording whose arrays are memory-mapped; read_recording validates one, write_recording writes one atomically:
+Every source (sources/: the synthetic world, Ego4D, Aria; or your own code) writes one format, a directory per
+recording whose arrays are memory-mapped; write_recording writes one atomically, read_recording validates one:
 
     DATASET_ROOT/<recording_id>/   names starting with "." or "_" are not recordings
         meta.json        format, version, source, imu_rate_hz, video_fps, duration_sec, imu_units, imu_frame, ...
@@ -15,88 +16,31 @@ per recording whose arrays are memory-mapped; read_recording validates one, writ
 A window (paper section 3) is [t - w/2, t + w/2] around a narration, or a sliding window; its IMU is resampled
 to a fixed rate, giving (6, rate * w) float32. CLIP is frozen, so the embeddings of each window's frame(s) and
 narration are computed once and cached under DATASET_ROOT/.cache; WindowDataset serves them to training.
+Its one command writes a dataset's labelled windows as a labelled-IMU file (section 5):
 
-    python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
-    python data.py show data/synthetic/syn000_park --out preview.png   (any recording)
     python data.py export-labelled data/synthetic --out labelled.npz
-    python data.py ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...]   (decoded by PyAV)
-    python data.py aria recording.vrs --out data/aria [--narrations speech.csv]   (needs projectaria-tools)
 """
-
-
 import argparse
 import collections
-import contextlib
+import functools
 import glob
 import hashlib
-import itertools
 import json
 import math
 import os
 import re
 import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image
 
 
 class DataError(ValueError):
     """Bad input data: the message names the file and the problem."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        pass
-    return True
-
-
-def _remove(path: Path) -> None:
-    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
-
-
-def atomic_write(path, write) -> None:
-    """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
-    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it, deleted when write raises; a dead process's
-    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
-        pid = re.fullmatch(r".*\.tmp-(\d+)(-old)?", stale.name)  # PID, and "-old" for a directory set aside
-        if pid and (int(pid[1]) == os.getpid() or not _alive(int(pid[1]))):  # our PID: a dead process had it
-            if pid[2] and not path.exists():
-                os.replace(stale, path)
-            else:
-                _remove(stale)
-    tmp, old = (path.with_name(f".{path.name}.tmp-{os.getpid()}{end}") for end in ("", "-old"))
-    try:
-        write(tmp)
-        if tmp.is_dir() and path.exists():  # a directory cannot be renamed over another: swap via a 2nd name
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        if old.exists() and not path.exists():
-            os.replace(old, path)  # the previous version back
-        if tmp.exists():
-            _remove(tmp)
-        raise
-
-
-def flag(default, help: str, choices=None):
-    """A config field with its --help text (and allowed values): `epochs: int = flag(10, "passes over the data")`.
-    Every command line of the project is generated from such fields by `add_flags`."""
-    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 # ----- 1. The recording format: write with validation, read -----------------------------------------------------------
@@ -121,7 +65,7 @@ class Recording:
     segments: list  # [{"start": s, "end": s, "label": activity}], [] when the source has none
 
 
-def _need(ok, message: str) -> None:
+def need(ok, message: str) -> None:
     """The one way the file readers refuse their input: DataError(message) unless ok."""
     if not ok:
         raise DataError(message)
@@ -134,30 +78,30 @@ def _is_number(x):
 def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=""):
     """The one validation of the format, for the reader and the writer: cheap checks of what would otherwise
     produce garbage (shapes, dtypes, finite values, increasing timestamps, the JSON entries)."""
-    def need(ok, name, problem):
-        _need(ok, f"{path / name}{suffix}: {problem}")
+    def check(ok, name, problem):
+        need(ok, f"{path / name}{suffix}: {problem}")
 
-    need(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy",
-         f"expected shape (N >= 2, 6), got {imu.shape}")
-    need(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
-    need(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
-    need(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
-         f"expected shape (F >= 1, H, W, 3), got {frames.shape}")
-    need(frames.dtype == np.uint8, "frames.npy", f"expected dtype uint8, got {frames.dtype}")
+    check(imu.ndim == 2 and imu.shape[1] == 6 and len(imu) >= 2, "imu.npy",
+          f"expected shape (N >= 2, 6), got {imu.shape}")
+    check(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
+    check(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
+    check(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
+          f"expected shape (F >= 1, H, W, 3), got {frames.shape}")
+    check(frames.dtype == np.uint8, "frames.npy", f"expected dtype uint8, got {frames.dtype}")
     for name, t, n in (("imu_t.npy", imu_t, len(imu)), ("frames_t.npy", frames_t, len(frames))):
-        need(t.shape == (n,), name, f"{t.shape} timestamps for {n} samples")
-        need(t.dtype == np.float64, name, f"expected dtype float64, got {t.dtype}")
-        need(np.isfinite(t).all(), name, "NaN or infinite timestamps")
-        need((np.diff(t) > 0).all(), name, "timestamps not strictly increasing")
-    need(isinstance(narrations, list), "narrations.json", "expected a list of {\"t\", \"text\"} entries")
+        check(t.shape == (n,), name, f"{t.shape} timestamps for {n} samples")
+        check(t.dtype == np.float64, name, f"expected dtype float64, got {t.dtype}")
+        check(np.isfinite(t).all(), name, "NaN or infinite timestamps")
+        check((np.diff(t) > 0).all(), name, "timestamps not strictly increasing")
+    check(isinstance(narrations, list), "narrations.json", "expected a list of {\"t\", \"text\"} entries")
     for i, n in enumerate(narrations):
-        need(isinstance(n, dict) and _is_number(n.get("t")) and isinstance(n.get("text"), str), "narrations.json",
-             f"entry {i} is not {{\"t\": seconds, \"text\": str}}: {str(n)[:80]}")
-    need(isinstance(segments, list), "segments.json", "expected a list of segments")
+        check(isinstance(n, dict) and _is_number(n.get("t")) and isinstance(n.get("text"), str), "narrations.json",
+              f"entry {i} is not {{\"t\": seconds, \"text\": str}}: {str(n)[:80]}")
+    check(isinstance(segments, list), "segments.json", "expected a list of segments")
     for i, g in enumerate(segments):
-        need(isinstance(g, dict) and _is_number(g.get("start")) and _is_number(g.get("end"))
-             and isinstance(g.get("label"), str) and g["start"] < g["end"], "segments.json",
-             f"segment {i} is not {{\"start\" < \"end\", \"label\": str}}: {str(g)[:80]}")
+        check(isinstance(g, dict) and _is_number(g.get("start")) and _is_number(g.get("end"))
+              and isinstance(g.get("label"), str) and g["start"] < g["end"], "segments.json",
+              f"segment {i} is not {{\"start\" < \"end\", \"label\": str}}: {str(g)[:80]}")
 
 
 def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(), meta=None):
@@ -188,9 +132,9 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
     return path
 
 
-def _load(path):
+def load_file(path):
     """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
-    _need(path.is_file(), f"{path}: missing file")
+    need(path.is_file(), f"{path}: missing file")
     try:
         if path.suffix == ".json":
             return json.loads(path.read_text())
@@ -203,15 +147,15 @@ def _load(path):
 def read_recording(path):
     """Open and validate one recording directory; DataError names the bad file and the problem."""
     path = Path(path)
-    _need(path.is_dir(), f"{path}: not a recording directory")
-    meta = _load(path / "meta.json")
+    need(path.is_dir(), f"{path}: not a recording directory")
+    meta = load_file(path / "meta.json")
     found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-    _need(found == FORMAT_NAME, f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
-    _need(meta.get("version") == FORMAT_VERSION, f"{path / 'meta.json'}: unsupported version "
+    need(found == FORMAT_NAME, f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
+    need(meta.get("version") == FORMAT_VERSION, f"{path / 'meta.json'}: unsupported version "
           f"{meta.get('version')!r} (this reader knows {FORMAT_VERSION})")
-    arrays = [_load(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
-    narrations = _load(path / "narrations.json")
-    segments = _load(path / "segments.json") if (path / "segments.json").exists() else []
+    arrays = [load_file(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
+    narrations = load_file(path / "narrations.json")
+    segments = load_file(path / "segments.json") if (path / "segments.json").exists() else []
     _check_recording(path, *arrays, narrations, segments)
     return Recording(path, path.name, meta, *arrays, narrations, segments)
 
@@ -219,9 +163,9 @@ def read_recording(path):
 def list_recordings(root):
     """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings."""
     root = Path(root)
-    _need(root.is_dir(), f"{root}: no such dataset directory")
+    need(root.is_dir(), f"{root}: no such dataset directory")
     found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    _need(found, f"{root}: no recordings in this dataset directory")
+    need(found, f"{root}: no recordings in this dataset directory")
     return found
 
 
@@ -234,21 +178,16 @@ def clean_narration(text):
     return " ".join(text.split()).lower()
 
 
-def default_dataset(path=None):
-    """The dataset used when none is given: `path`, else $IMU2CLIP_DATA, else ./data/synthetic; generated with
-    the default world.SynthConfig when it holds no recordings yet."""
-    root = Path(path or os.environ.get("IMU2CLIP_DATA") or Path("data") / "synthetic")
-    if root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir()):
-        return root
-    import world  # only when the world is needed: data.py itself reads any recording
-    print(f"default_dataset: no recordings in {root}; generating the default synthetic dataset", file=sys.stderr)
-    world.synthesize(root, world.SynthConfig())
-    return root
-
-
 # ----- 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split -------------------
 
 SPLITS = ("train", "val", "test", "all")
+
+
+def flag(default, help: str, choices=None, at_least=None, above=None):
+    """A config field with its --help text, allowed values and lower bound: `epochs: int = flag(10, "passes over
+    the data", at_least=1)`. Every command line is generated from such fields by add_flags (section 6), which also
+    refuses, naming the flag, a non-finite float and an int beyond 64 bits."""
+    return field(default=default, metadata={"help": help, "choices": choices, "at_least": at_least, "above": above})
 
 
 @dataclass
@@ -266,12 +205,12 @@ class WindowConfig:
     test_frac: float = flag(0.15, "fraction of recordings held out for testing")
 
     def __post_init__(self):
-        _need(self.mode in ("narration", "sliding") and self.video_mode in ("clip_1frame", "clip_avg_frames"),
+        need(self.mode in ("narration", "sliding") and self.video_mode in ("clip_1frame", "clip_avg_frames"),
               f"WindowConfig: unknown mode {self.mode!r} or video_mode {self.video_mode!r}")
         positive = (self.window_sec, self.rate_hz, self.stride_sec, self.max_gap_sec)
-        _need(all(math.isfinite(x) and x > 0 for x in positive),
+        need(all(math.isfinite(x) and x > 0 for x in positive),
               "window_sec, rate_hz, stride_sec and max_gap_sec must be finite and positive")
-        _need(0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+        need(0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
               "val_frac and test_frac must be in [0, 1) with a sum below 1")
 
     @property
@@ -325,7 +264,7 @@ def _window_labels(rec, starts, window_sec, class_names):
     if not rec.segments or not len(starts):
         return labels
     unknown = sorted({s["label"] for s in rec.segments} - set(class_names))  # (the rest _check_recording checked)
-    _need(not unknown, f"{rec.path / 'segments.json'}: bad segment label(s) {unknown}; labels must be one of "
+    need(not unknown, f"{rec.path / 'segments.json'}: bad segment label(s) {unknown}; labels must be one of "
           f"{list(class_names)}")
     seg = np.array([[s["start"], s["end"]] for s in rec.segments], dtype=np.float64)  # (S, 2)
     cls = np.array([class_names.index(s["label"]) for s in rec.segments])  # (S,)
@@ -444,7 +383,7 @@ def _build_cache(cache, paths, cfg, clip):
         print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
     report = {"recordings": len(recs), "candidates": len(window_ids) + sum(dropped.values()),
               "kept": len(window_ids), "dropped": dict(dropped)}
-    _need(window_ids, f"{Path(paths[0]).parent}: no window survived ({report})")
+    need(window_ids, f"{Path(paths[0]).parent}: no window survived ({report})")
     arrays = {"imu": np.concatenate(imu),  # (N, 6, T) float32
               "labels": np.concatenate(labels),  # (N,) int64
               "video_emb": np.concatenate(video_emb).astype(np.float32)}  # (N, D)
@@ -499,7 +438,7 @@ class WindowDataset:
         paths = list_recordings(self.root)
         key = cache_fingerprint(paths, cfg, clip)[:24]
         self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{key}"
-        _need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
+        need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
               f"{self.cache_path.parent}: the cache directory is a file; remove it")
         loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         self.cache_reused = loaded is not None
@@ -510,7 +449,7 @@ class WindowDataset:
             loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
         arrays, index = loaded
         sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in index["recording_ids"]])
-        _need(len(sel), f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes "
+        need(len(sel), f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes "
               f"into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
         self.imu = arrays["imu"][sel]  # (N, 6, T) float32
         self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
@@ -581,27 +520,27 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
-    _need(not missing, f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
+    need(not missing, f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
           f"rate_hz and optionally split")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
     N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
-    _need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
+    need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
           f"{path}: imu must be (N, 6, T) numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
-    _need(labels.shape == (N,) and np.issubdtype(labels.dtype, np.integer),
+    need(labels.shape == (N,) and np.issubdtype(labels.dtype, np.integer),
           f"{path}: labels must be ({N},) integers, got {labels.shape} {labels.dtype}")
-    _need(names.ndim == 1 and len(names) and names.dtype.kind == "U",
+    need(names.ndim == 1 and len(names) and names.dtype.kind == "U",
           f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
-    _need(not N or (labels.min() >= 0 and labels.max() < len(names)),
+    need(not N or (labels.min() >= 0 and labels.max() < len(names)),
           f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
-    _need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
+    need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
           and float(src_rate) > 0, f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
-        _need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
+        need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
     split = data.get("split")
     if split is None:  # none in the file: stratified and seeded
         split = np.full(N, "train", dtype="<U5")
         split[stratified_split(labels, test_frac, seed)[1]] = "test"
-    _need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
+    need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
           f"'train'/'test'")
     src_rate = float(src_rate)
     if src_rate != rate_hz:
@@ -622,7 +561,7 @@ def export_labelled(root, out, cfg=None):
     class_names = _class_names(recs)
     n = sum(max(0, int((min(r.imu_t[-1], r.frames_t[-1]) - cfg.window_sec) / cfg.stride_sec) + 1) for r in recs)
     size = n * 6 * cfg.num_samples * 4  # bytes of float32 IMU, refused before anything is allocated
-    _need(size <= MAX_EXPORT_BYTES, f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
+    need(size <= MAX_EXPORT_BYTES, f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
           f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
     imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
@@ -632,7 +571,7 @@ def export_labelled(root, out, cfg=None):
         labels.append(rec_labels[rec_labels >= 0])
         split += ["test" if split_of(rec.id, cfg) == "test" else "train"] * len(labels[-1])
     labels = np.concatenate(labels)
-    _need(len(labels), f"{root}: no labelled window to export ({report})")
+    need(len(labels), f"{root}: no labelled window to export ({report})")
     arrays = dict(imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
                   rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
 
@@ -644,353 +583,81 @@ def export_labelled(root, out, cfg=None):
     return report
 
 
-# ----- 6. Ego4D import ------------------------------------------------------------------------------------------------
+# ----- 6. Edges: crash-safe writes, flags from dataclass fields, every command line's errors, data.py's command -------
 
-EGO4D_FPS = 10.0  # the official IMU2CLIP preprocessing samples Ego4D video at 10 fps
-_EGO4D_COLUMNS = ("canonical_timestamp_ms", "accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
-
-
-def _read_ego4d_csv(path, chunk_rows=200_000):
-    """Parse an Ego4D IMU CSV into (t_ms (N,), values (N, 6): accl xyz then gyro xyz), NaN where missing.
-    Parsed in chunks of lines, so an hour of 200 Hz IMU never needs the whole file as strings."""
-    parts, row = [], 1
+def _alive(pid: int) -> bool:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not the header's
-            header = f.readline().strip()
-            _need(header, f"{path}: empty file, expected a header {','.join(_EGO4D_COLUMNS)}")
-            names = [h.strip().strip('"') for h in header.split(",")]
-            missing = [c for c in _EGO4D_COLUMNS if c not in names]
-            _need(not missing, f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
-            cols = [names.index(c) for c in _EGO4D_COLUMNS]
-            while chunk := list(itertools.islice(f, chunk_rows)):
-                first, row = row + 1, row + len(chunk)  # the file's lines first..row (blank ones too)
-                if not (lines := [ln for ln in chunk if ln.strip()]):
-                    continue
-                try:
-                    s = np.char.strip(np.loadtxt(lines, delimiter=",", dtype=str, ndmin=2)[:, cols], ' "')  # (n, 7)
-                    s[np.isin(np.char.lower(s), ("", "null", "nan", "none", "na"))] = "nan"  # missing values
-                    parts.append(s.astype(np.float64))
-                except (ValueError, IndexError) as e:
-                    raise DataError(f"{path}: unreadable rows among lines {first}-{row} ({e})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a text CSV ({e.reason} at byte {e.start})") from None
-    _need(parts, f"{path}: no data rows after the header")
-    x = np.concatenate(parts)  # (N, 7)
-    return x[:, 0], x[:, 1:]
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
 
 
-def _clean_ego4d_imu(path, t_ms, values, duration_sec):
-    """Drop rows without a timestamp, sort, drop duplicate timestamps and rows with missing values (they
-    become gaps that windowing drops, never zeros), and rows outside the video; report every count."""
-    has_t = np.isfinite(t_ms)
-    _need(has_t.any(), f"{path}: every canonical_timestamp_ms is missing ({len(t_ms)} rows)")
-    t_ms, values = t_ms[has_t], values[has_t]
-    out_of_order = int((np.diff(t_ms) < 0).sum())
-    bad = ~np.isfinite(values).all(axis=1)  # rows with missing values
-    order = np.lexsort((bad, t_ms))  # by time, and at one time the complete rows first (a stable sort)
-    t_ms, values, bad = t_ms[order], values[order], bad[order]
-    dup = np.concatenate([[False], np.diff(t_ms) == 0])  # keep the first (complete, if any) row of each timestamp
-    bad &= ~dup  # each dropped row is counted under its first reason
-    t = t_ms / 1000.0
-    outside = ((t < 0) | (t > duration_sec + 1.0)) & ~dup & ~bad
-    report = {"rows": len(has_t), "dropped_missing_timestamp": int((~has_t).sum()), "out_of_order": out_of_order,
-              "dropped_duplicate_timestamp": int(dup.sum()), "dropped_missing_values": int(bad.sum()),
-              "dropped_outside_video": int(outside.sum()), "t_min_sec": float(t[0]), "t_max_sec": float(t[-1])}
-    keep = ~(dup | bad | outside)
-    t, values = t[keep], values[keep]
-    _need(len(t) >= 2, f"{path}: fewer than 2 usable IMU rows ({report})")
-    report.update(kept=len(t), max_gap_sec=float(np.diff(t).max()), rate_hz=float(1.0 / np.median(np.diff(t))))
-    return t, values.astype(np.float32), report
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
 
 
-def _decode_video(mp4, size, tmp_dir, fps=EGO4D_FPS):
-    """Decode an mp4 in-process with PyAV (FFmpeg's libraries, from pip) through FFmpeg's own filters, as
-    `ffmpeg -vf fps=FPS,crop=...,scale=S:S` would: frame k at time k / fps (the frame nearest it), the centre
-    square, resized to size x size. -> uint8 (F, size, size, 3) RGB, memory-mapped from a raw file in tmp_dir (the
-    caller removes it), so that an hour of video never sits in memory."""
-    import av  # (here: only this importer decodes video)
-    raw, n = Path(tmp_dir) / f"{mp4.stem}.rgb", 0
+def atomic_write(path, write) -> None:
+    """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
+    `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it, deleted when write raises; a dead process's
+    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
+        pid = re.fullmatch(r".*\.tmp-(\d+)(-old)?", stale.name)  # PID, and "-old" for a directory set aside
+        if pid and (int(pid[1]) == os.getpid() or not _alive(int(pid[1]))):  # our PID: a dead process had it
+            if pid[2] and not path.exists():
+                os.replace(stale, path)
+            else:
+                _remove(stale)
+    tmp, old = (path.with_name(f".{path.name}.tmp-{os.getpid()}{end}") for end in ("", "-old"))
     try:
-        with av.open(str(mp4)) as container, open(raw, "wb") as out:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # decode on several threads
-            graph = av.filter.Graph()
-            chain = [graph.add_buffer(template=stream), graph.add("fps", f"{fps:g}"),
-                     graph.add("crop", "'min(iw,ih)':'min(iw,ih)'"), graph.add("scale", f"{size}:{size}"),
-                     graph.add("format", "rgb24"), graph.add("buffersink")]
-            for a, b in zip(chain, chain[1:]):
-                a.link_to(b)
-            graph.configure()
-            for frame in itertools.chain(container.decode(stream), [None]):  # None: the end, flush the filters
-                graph.push(frame)
-                while True:
-                    try:
-                        out.write(graph.pull().to_ndarray().tobytes())  # (size, size, 3)
-                        n += 1
-                    except (av.BlockingIOError, av.EOFError):  # the filters want the next frame, or are done
-                        break
-    except (av.FFmpegError, IndexError) as e:  # not a video, no video stream, a damaged file
-        raise DataError(f"{mp4}: could not decode it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
-            from None
-    _need(n, f"{mp4}: could not decode it (no frames decoded)")
-    return np.memmap(raw, dtype=np.uint8, mode="r", shape=(n, size, size, 3))
-
-
-def _ego4d_narrations(path, narr_json, uid):
-    """Narrations of one video: (the "#C" entries of both passes as raw {"t", "text"} by time, the entry count)."""
-    entry, total, kept = narr_json.get(uid, {}), 0, []
-    for pass_name in ("narration_pass_1", "narration_pass_2"):
-        try:
-            narrations = (entry.get(pass_name) or {}).get("narrations") or []
-            _need(isinstance(narrations, list), f"{path}: video {uid}'s {pass_name} narrations is not a list")
-        except AttributeError:
-            raise DataError(f"{path}: video {uid}'s {pass_name} is not an object with a narrations list") from None
-        total += len(narrations)
-        for n in narrations:
-            try:
-                text, t = str(n["narration_text"]), float(n["timestamp_sec"])
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{path}: video {uid} has a narration without narration_text/timestamp_sec: "
-                                f"{str(n)[:80]}") from None
-            if "#C" in text:
-                kept.append({"t": t, "text": text})
-    kept.sort(key=lambda n: n["t"])
-    return kept, total
-
-
-def _ego4d_file(root, rel):
-    """root/v1/rel, else root/v2/rel, else None."""
-    return next((root / v / rel for v in ("v1", "v2") if (root / v / rel).exists()), None)
-
-
-def import_ego4d(root, out, videos=None, size=224):
-    """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
-    videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
-    _need(size >= 1, f"--size {size}: must be a positive number of pixels")
-    root, out = Path(root), Path(out)
-    imu_dir = _ego4d_file(root, "imu")
-    _need(imu_dir, f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
-    narr_path = _ego4d_file(root, "annotations/narration.json")
-    narr_json = _load(narr_path) if narr_path else {}
-    _need(isinstance(narr_json, dict), f"{narr_path}: expected an object mapping video_uid to narration passes")
-    if videos is None:
-        videos = sorted(p.stem for p in imu_dir.glob("*.csv") if _ego4d_file(root, f"full_scale/{p.stem}.mp4"))
-        _need(videos, f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
-    report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
-    made = [d for d in (out, *out.parents) if not d.exists()]  # the directories this import will create
-    try:
-        for uid in videos:
-            csv_path, mp4 = imu_dir / f"{uid}.csv", _ego4d_file(root, f"full_scale/{uid}.mp4")
-            _need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
-            _need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
-            t_ms, values = _read_ego4d_csv(csv_path)
-            out.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
-                frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
-                frames_t = np.arange(len(frames)) / EGO4D_FPS  # the fps filter emits frames on the k / fps grid
-                duration = len(frames) / EGO4D_FPS
-                imu_t, imu, rep = _clean_ego4d_imu(csv_path, t_ms, values, duration)
-                narrations, n_total = _ego4d_narrations(narr_path, narr_json, uid)
-                rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-                meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": EGO4D_FPS,
-                        "duration_sec": duration,
-                        "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
-                        "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                        "ego4d": {"video_uid": uid, "import": rep}}
-                write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
-            report["videos"][uid] = rep
-            print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
-                  f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
-    except BaseException:
-        for d in made:  # innermost first: a failed import leaves no empty directory behind
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-        raise
-    return report
-
-
-# ----- 7. Aria import (projectaria-tools, optional) -------------------------------------------------------------------
-
-ARIA_IMU = {"right": "imu-right", "left": "imu-left"}  # --imu -> stream label (1 kHz and 800 Hz)
-ARIA_RGB = "camera-rgb"
-ARIA_INSTALL = "pip install --no-deps projectaria-tools"
-ARIA_SPEECH_GAP_SEC = 1.0  # speech.csv words separated by a longer pause start a new utterance
-ARIA_IMU_FRAME = ("x right, y down, z forward: the frame of the upright camera-rgb image (camera-rgb calibration, "
-                  "turned like the frames); acc = rectified specific force [m/s^2] (at rest 9.81 along 'up', -y "
-                  "when level), gyro = rectified angular velocity [rad/s]")
-
-
-@contextlib.contextmanager
-def _fds_to(log):
-    """Point file descriptors 1 and 2 at the file `log` while inside: the C++ reader logs there, not to us."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, s in zip((1, 2), saved):
-            os.dup2(s, fd)
-            os.close(s)
-
-
-def _quarter_turns(k):
-    """(3, 3): camera coordinates -> those of the image turned by k * 90 degrees counter-clockwise (np.rot90)."""
-    return np.linalg.matrix_power(np.array([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]]), k)  # one turn: x' = y, y' = -x
-
-
-def _upright_turns(path, calib, R_dev_cam):
-    """np.rot90's k that turns the RGB image upright, from the calibration: the central pupil frame's up axis
-    (CPF: x left, y up, z forward) must point to the image's top (-y). Gen1's sideways sensor gives k = 3
-    (90 degrees clockwise); Gen2's upright frames give k = 0."""
-    up = R_dev_cam.T @ calib.get_transform_device_cpf().rotation().to_matrix()[:, 1]  # (3,) in camera coords
-    k = [k for k in range(4) if (_quarter_turns(k) @ up)[1] < -0.7]
-    _need(k, f"{path}: the calibration's up direction {np.round(up, 2)} is along no image axis")
-    return k[0]
-
-
-def _clip_square(img, size):
-    """(H, W, 3) -> (size, size, 3) as CLIP's preprocessing: shorter side resized to size (bicubic), centre crop."""
-    h, w = img.shape[:2]
-    im = Image.fromarray(np.ascontiguousarray(img)).resize(
-        (max(size, round(w * size / min(h, w))), max(size, round(h * size / min(h, w)))), Image.BICUBIC)
-    x0, y0 = (im.width - size) // 2, (im.height - size) // 2
-    return np.asarray(im.crop((x0, y0, x0 + size, y0 + size)))
-
-
-def _read_speech(path, t0_ns, duration):
-    """AEA speech.csv (startTime_ns,endTime_ns,written[,confidence], on the VRS's device clock) -> narrations
-    [{"t": utterance midpoint in seconds since t0, "text"}] inside [0, duration], and the number dropped.
-    Words are joined into utterances until a pause longer than ARIA_SPEECH_GAP_SEC."""
-    import csv  # (here, so that this section stays self-contained)
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows, header = list(reader), reader.fieldnames or []
-        words = sorted((int(r["startTime_ns"]), int(r["endTime_ns"]), r["written"].strip()) for r in rows)
-    except (OSError, csv.Error, AttributeError, KeyError, TypeError, ValueError) as e:  # a short row: None
-        raise DataError(f"{path}: not an AEA speech.csv with startTime_ns,endTime_ns,written ({e!r})") from None
-    _need({"startTime_ns", "endTime_ns", "written"} <= set(header), f"{path}: not an AEA speech.csv, whose header "
-          f"has startTime_ns,endTime_ns,written (found {header})")
-    utterances = []
-    for start, end, text in words:
-        if utterances and start - utterances[-1][1] <= ARIA_SPEECH_GAP_SEC * 1e9:
-            utterances[-1] = (utterances[-1][0], max(end, utterances[-1][1]), f"{utterances[-1][2]} {text}")
+        write(tmp)
+        if tmp.is_dir() and path.exists():  # a directory cannot be renamed over another: swap via a 2nd name
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
         else:
-            utterances.append((start, end, text))
-    narrations = [{"t": ((a + b) / 2 - t0_ns) / 1e9, "text": text} for a, b, text in utterances]
-    kept = [n for n in narrations if 0 <= n["t"] <= duration]
-    return kept, len(narrations) - len(kept)
+            os.replace(tmp, path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # the previous version back
+        if tmp.exists():
+            _remove(tmp)
+        raise
 
 
-def _aria_stream(path, provider, label, need):
-    """The stream ID of `label` in this file, which must hold at least `need` records."""
-    labels = [provider.get_label_from_stream_id(s) for s in provider.get_all_streams()]
-    _need(label in labels, f"{path}: no {label} stream (it has {', '.join(map(str, labels))})")
-    sid = provider.get_stream_id_from_label(label)
-    _need(provider.get_num_data(sid) >= need, f"{path}: the {label} stream holds {provider.get_num_data(sid)} "
-          f"record(s), needs at least {need} (a truncated file?)")
-    return sid
+def _number(kind, at_least=None, above=None):
+    """argparse type of a numeric flag: a `kind` that is finite (a float) or fits 64 bits (an int), and within its
+    bound; argparse names the flag in its one error line."""
+    def parse(text):
+        x = kind(text)  # ValueError: argparse says "invalid int value: 'many'"
+        if not (math.isfinite(x) and (kind is float or abs(x) < 2**63) and (at_least is None or x >= at_least)
+                and (above is None or x > above)):
+            bound = f" >= {at_least:g}" if at_least is not None else f" > {above:g}" if above is not None else ""
+            kind_name = "a finite number" if kind is float else "a 64-bit integer"
+            raise argparse.ArgumentTypeError(f"must be {kind_name}{bound}, got {text}")
+        return x
+    parse.__name__ = kind.__name__
+    return parse
 
-
-def _read_vrs(path, imu_label, size):
-    """Read one VRS (inside _fds_to): -> imu_ns (N,), imu (N, 6), frames_ns (F,), frames (F, S, S, 3), info."""
-    from projectaria_tools.core import data_provider
-    from projectaria_tools.core.sensor_data import TimeDomain
-    provider = data_provider.create_vrs_data_provider(str(path))
-    _need(provider is not None, f"{path}: not a readable VRS file")
-    imu_sid, rgb_sid = _aria_stream(path, provider, imu_label, 2), _aria_stream(path, provider, ARIA_RGB, 1)
-    calib = provider.get_device_calibration()
-    imu_cal = calib and calib.get_imu_calib(imu_label)
-    _need(imu_cal is not None and calib.get_camera_calib(ARIA_RGB) is not None,
-          f"{path}: no device calibration for {imu_label} and {ARIA_RGB}")
-    R_dev_cam = calib.get_camera_calib(ARIA_RGB).get_transform_device_camera().rotation().to_matrix()
-    k = _upright_turns(path, calib, R_dev_cam)
-    # imu -> device -> camera -> upright image; specific force and angular velocity rotate alike
-    R = _quarter_turns(k) @ R_dev_cam.T @ imu_cal.get_transform_device_imu().rotation().to_matrix()
-    samples = [provider.get_imu_data_by_index(imu_sid, i) for i in range(provider.get_num_data(imu_sid))]
-    valid = [s for s in samples if s.accel_valid and s.gyro_valid]
-    _need(len(valid) >= 2, f"{path}: {len(valid)} of the {len(samples)} {imu_label} samples are valid, need >= 2")
-    imu = np.array([np.concatenate([imu_cal.raw_to_rectified_accel(np.array(s.accel_msec2)).ravel(),
-                                    imu_cal.raw_to_rectified_gyro(np.array(s.gyro_radsec)).ravel()])
-                    for s in valid]).reshape(-1, 2, 3)  # (N, 2, 3): acc, gyro in the IMU's frame
-    imu = np.einsum("ij,ngj->ngi", R, imu).reshape(-1, 6)  # (N, 6) in the upright image frame
-    imu_ns = np.array([s.capture_timestamp_ns for s in valid], dtype=np.int64)
-    frames, frames_ns = [], []
-    for i in range(provider.get_num_data(rgb_sid)):  # one full-size image in memory at a time
-        image, record = provider.get_image_data_by_index(rgb_sid, i)
-        frames.append(_clip_square(np.rot90(image.to_numpy_array(), k), size))  # (S, S, 3) upright
-        frames_ns.append(record.capture_timestamp_ns)
-    info = {"device_version": str(calib.get_device_version()).split(".")[-1], "imu_stream": imu_label,
-            "imu_native_rate_hz": float(provider.get_nominal_rate_hz(imu_sid)), "imu_resampled": False,
-            "imu_samples_invalid": len(samples) - len(valid), "upright_rot90_k": k,
-            "t0_device_ns": int(provider.get_first_time_ns_all_streams(TimeDomain.DEVICE_TIME))}
-    del provider  # closes the file while its log still goes to the log file
-    return imu_ns, imu, np.array(frames_ns, dtype=np.int64), np.stack(frames), info
-
-
-def import_aria(vrs_files, out, imu="right", size=224, narrations=None):
-    """Convert Project Aria VRS files into recordings under out, named after the file (AEA's recording.vrs:
-    after its folder). IMU at its native rate, times in seconds since the recording's first record. -> report."""
-    _need(size >= 1, f"--size {size}: must be a positive number of pixels")
-    vrs_files, out = [Path(v) for v in vrs_files], Path(out)
-    for v in vrs_files + ([Path(narrations)] if narrations else []):
-        _need(v.is_file(), f"{v}: {'a directory, not a file' if v.is_dir() else 'missing file'}")
-    _need(narrations is None or len(vrs_files) == 1,
-          f"{narrations}: --narrations belongs to one recording, got {len(vrs_files)} VRS files")
-    ids = [v.parent.name if v.stem == "recording" else v.stem for v in vrs_files]
-    _need(len(set(ids)) == len(ids), f"two VRS files would make the same recording id: {ids}")
-    report = {}
-    for vrs, rec_id in zip(vrs_files, ids):
-        with tempfile.TemporaryFile("w+", errors="replace") as log:
-            with _fds_to(log):
-                try:
-                    imu_ns, values, frames_ns, frames, info = _read_vrs(vrs, ARIA_IMU[imu], size)
-                except ImportError:
-                    raise DataError(f"{vrs}: the Aria import needs projectaria-tools: {ARIA_INSTALL}") from None
-                except RuntimeError as e:  # the reader's own failures
-                    raise DataError(f"{vrs}: projectaria-tools could not read it ({e})") from None
-            log.seek(0)
-            lost = re.search(r"(\d+) records are beyond the end of the file", log.read())
-        t0 = info["t0_device_ns"]
-        imu_t, frames_t = (imu_ns - t0) / 1e9, (frames_ns - t0) / 1e9
-        _, first = np.unique(imu_t, return_index=True)  # sorted, without repeated timestamps
-        info["imu_samples_repeated"] = len(imu_t) - len(first)
-        info["records_lost_to_truncation"] = int(lost[1]) if lost else 0
-        duration = float(max(imu_t[-1], frames_t[-1]))
-        texts, dropped = _read_speech(narrations, t0, duration) if narrations else ([], 0)
-        info.update(file=str(vrs), narrations_file=narrations and str(narrations), narrations_kept=len(texts),
-                    narrations_dropped=dropped)
-        meta = {"source": "aria", "imu_frame": ARIA_IMU_FRAME, "aria": info}
-        write_recording(out / rec_id, values[first], imu_t[first], frames, frames_t, texts, meta=meta)
-        rate = (len(first) - 1) / (imu_t[first][-1] - imu_t[first][0])
-        print(f"aria {rec_id}: {len(first)} {info['imu_stream']} samples at {rate:.0f} Hz over {duration:.3f} s, "
-              f"{len(frames)} frames {size}x{size}, narrations {len(texts)} kept / {dropped} dropped (outside)"
-              + (f"; truncated file: {lost[1]} records past its end are lost" if lost else ""))
-        report[rec_id] = info
-    return report
-
-
-# ----- 8. The command line: flags from dataclass fields (every script's), and data.py's subcommands -------------------
 
 def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
     """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
-    tuples take several values."""
+    tuples take several values, numbers are checked by _number."""
     for f in (f for f in fields(cls) if only is None or f.name in only):
-        name, meta = "--" + f.name.replace("_", "-"), f.metadata
-        help_text = f"{meta.get('help', '')} (default: %(default)s)"
-        if isinstance(f.default, bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(name, nargs="+", type=type(f.default[0]), default=list(f.default),
-                                choices=meta.get("choices"), help=help_text)
-        else:
-            parser.add_argument(name, type=type(f.default), default=f.default, choices=meta.get("choices"),
-                                help=help_text)
+        name, meta, kind = "--" + f.name.replace("_", "-"), f.metadata, type(f.default)
+        kwargs = {"default": f.default, "help": f"{meta.get('help', '')} (default: %(default)s)"}
+        if kind is bool:
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if kind is tuple:
+            kind, kwargs = type(f.default[0]), {**kwargs, "nargs": "+", "default": list(f.default)}
+        if kind in (int, float):
+            kind = _number(kind, meta.get("at_least"), meta.get("above"))
+        parser.add_argument(name, type=kind, choices=meta.get("choices"), **kwargs)
 
 
 def config_from(cls, args: argparse.Namespace):
@@ -999,56 +666,43 @@ def config_from(cls, args: argparse.Namespace):
                   for f in fields(cls)})
 
 
-def _run_export_labelled(args):
-    cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
-    from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
-    shortest = IMUEncoder(IMUEncoderConfig()).min_samples()
-    _need(cfg.num_samples >= shortest, f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
-          f"{cfg.num_samples} samples; the IMU encoder needs at least {shortest}")
-    print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
+def check_out_dir(out) -> None:
+    """--out of a command that writes a directory: DataError when it exists as something else."""
+    need(not Path(out).exists() or Path(out).is_dir(), f"--out {out}: exists and is not a directory")
 
 
-def _run_ego4d(args):
-    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
-    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
+def command(main):
+    """The edge of every command line (train.py's, evaluate.py's, data.py's, each source's): main(argv), with bad
+    input (ValueError, DataError among them) as one `error:` line and exit code 2, not a traceback, and a run gone
+    non-finite (FloatingPointError) as one line and exit code 1. Under torchrun only rank 0 prints."""
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except (ValueError, FloatingPointError) as e:
+            if os.environ.get("RANK", "0") == "0":
+                print(f"error: {e}", file=sys.stderr)
+            sys.exit(1 if isinstance(e, FloatingPointError) else 2)
+    return run
 
 
+@command
 def main(argv=None):
-    import world  # synth and show are the synthetic world's commands, defined there
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    world.add_commands(sub)
     p = sub.add_parser("export-labelled", help="export the labelled sliding windows as a labelled-IMU .npz")
     p.add_argument("root", help="dataset directory")
     p.add_argument("--out", required=True, help="the .npz file to write")
     add_flags(p, WindowConfig, only=("window_sec", "stride_sec", "rate_hz", "max_gap_sec", "val_frac", "test_frac"))
-    p.set_defaults(run=_run_export_labelled)
-    p = sub.add_parser("ego4d", help="convert Ego4D videos (mp4 + IMU CSV + narrations) into recordings")
-    p.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
-    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
-    p.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
-    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.set_defaults(run=_run_ego4d)
-    p = sub.add_parser("aria", help="convert Project Aria VRS files (IMU + RGB, optional speech.csv) into recordings")
-    p.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
-    p.add_argument("--out", required=True, help="dataset directory to write the recordings into")
-    p.add_argument("--imu", choices=tuple(ARIA_IMU), default="right", help="IMU stream (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    p.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
-    p.set_defaults(run=lambda a: import_aria(a.vrs, a.out, a.imu, a.size, a.narrations))
     args = parser.parse_args(argv)
-    try:
-        out = Path(args.out)  # a directory for synth, ego4d and aria; a file for show and export-labelled
-        if args.command in ("synth", "ego4d", "aria") and out.exists() and not out.is_dir():
-            raise DataError(f"--out {out}: exists and is not a directory")
-        if args.command in ("show", "export-labelled") and out.is_dir():
-            raise DataError(f"--out {out}: is a directory, not a file to write")
-        args.run(args)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    need(not Path(args.out).is_dir(), f"--out {args.out}: is a directory, not a file to write")
+    cfg = WindowConfig(**{f.name: getattr(args, f.name) for f in fields(WindowConfig) if hasattr(args, f.name)})
+    from model import IMUEncoder, IMUEncoderConfig  # the shortest window the encoder accepts
+    shortest = IMUEncoder(IMUEncoderConfig()).min_samples()
+    need(cfg.num_samples >= shortest, f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
+         f"{cfg.num_samples} samples; the IMU encoder needs at least {shortest}")
+    print(json.dumps(export_labelled(args.root, args.out, cfg), indent=1))
 
 
 if __name__ == "__main__":
-    import data  # run as the module `data` that world/ imports, so that its DataErrors are the ones main catches
-    data.main()
+    main()

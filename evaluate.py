@@ -38,13 +38,12 @@ import data
 from clip_vendor import FrozenCLIP
 from loss import parse_modalities
 from model import IMUEncoder, encoder_from_checkpoint, load_checkpoint, resolve_device
-from world.preview import draw_signals
 
 RECALL_AT = (1, 10, 50)  # the R@k reported for every retrieval direction (paper Tables 1-2)
 METRIC_NAMES = tuple(f"R@{k}" for k in RECALL_AT) + ("MRR", "median_rank")  # retrieval metrics, table columns
 
 
-# ----- Retrieval metrics: pure functions over two embedding matrices ------------------------------------------------
+# ----- Retrieval metrics: pure functions over two embedding matrices --------------------------------------------------
 
 def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, chunk=None):
     """Ranks (Q,) int64 of queries (Q, D) among candidates (C, D) (module docstring): j is right for i when
@@ -132,7 +131,7 @@ def group_ids(key):
     return torch.as_tensor(np.unique(np.asarray(key), axis=0, return_inverse=True)[1].reshape(-1))
 
 
-# ----- Activity recognition: metrics, zero-shot, supervised variants ------------------------------------------------
+# ----- Activity recognition: metrics, zero-shot, supervised variants --------------------------------------------------
 
 def classification_metrics(labels, predictions, n_classes):
     """Accuracy, macro-F1 over the classes present in `labels` (predicting an absent class still lowers the F1 of
@@ -208,7 +207,7 @@ def train_variant(variant, encoder, x_fit, y_fit, x_val, y_val, n_classes, cfg, 
     return (nn.Sequential(frozen, model).eval() if variant == "probe" else model), steps
 
 
-# ----- The tasks on a checkpoint ------------------------------------------------------------------------------------
+# ----- The tasks on a checkpoint --------------------------------------------------------------------------------------
 
 VARIANTS = ("zeroshot", "probe", "finetune", "scratch")  # activity recognition variants, in report order
 TASKS = {"retrieval": ("retrieval",), "zeroshot": ("zeroshot",), "probe": ("probe",),
@@ -224,23 +223,27 @@ class EvalConfig:
     data: str = flag("", "dataset root; '' = the dataset the checkpoint was trained on")
     labelled: str = flag("", "labelled-IMU .npz for activity recognition instead of the dataset's labelled windows")
     out: str = flag("", "report directory; '' = <checkpoint dir>/eval")
-    pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates")
-    pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set")
+    pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates",
+                          at_least=0)
+    pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set", at_least=1)
     prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
-    steps: int = flag(300, "most optimizer steps per classifier (not epochs: a 40-window set gets the full budget)")
-    val_every: int = flag(20, "steps between two validation losses; the weights of the lowest one are kept")
-    patience: int = flag(5, "early stopping: validations without a lower validation loss")
-    fit_batch_size: int = flag(32, "windows per step of the probe / fine-tune / from-scratch training")
-    probe_lr: float = flag(1e-2, "AdamW learning rate of the probe's linear layer (frozen features converge slowly)")
-    lr: float = flag(1e-3, "AdamW learning rate of the fine-tune head and of the whole from-scratch model")
-    encoder_lr: float = flag(1e-4, "AdamW learning rate of the pretrained encoder when fine-tuning")
-    weight_decay: float = flag(1e-4, "AdamW weight decay of the three classifiers")
-    seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute")
+    steps: int = flag(300, "most optimizer steps per classifier (not epochs: a 40-window set gets the full budget)",
+                      at_least=1)
+    val_every: int = flag(20, "steps between two validation losses; the weights of the lowest one are kept", at_least=1)
+    patience: int = flag(5, "early stopping: validations without a lower validation loss", at_least=1)
+    fit_batch_size: int = flag(32, "windows per step of the probe / fine-tune / from-scratch training", at_least=1)
+    probe_lr: float = flag(1e-2, "AdamW learning rate of the probe's linear layer (frozen features converge slowly)",
+                           above=0)
+    lr: float = flag(1e-3, "AdamW learning rate of the fine-tune head and of the whole from-scratch model", above=0)
+    encoder_lr: float = flag(1e-4, "AdamW learning rate of the pretrained encoder when fine-tuning", above=0)
+    weight_decay: float = flag(1e-4, "AdamW weight decay of the three classifiers", at_least=0)
+    seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute",
+                      at_least=1)
     train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
-    seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders")
+    seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders", at_least=0)
     device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
-    batch_size: int = flag(256, "windows per encoder forward pass when embedding")
-    examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png")
+    batch_size: int = flag(256, "windows per encoder forward pass when embedding", at_least=1)
+    examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png", at_least=0)
 
 
 def task_retrieval(cfg: EvalConfig, test, imu_emb):
@@ -309,10 +312,12 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
             "chance": {"uniform_accuracy": 1.0 / len(counts), "majority_accuracy": float(counts.max() / counts.sum())}}
 
 
-# ----- Reports: pictures (PIL only), metrics.json, summary.md -------------------------------------------------------
+# ----- Reports: pictures (PIL only), metrics.json, summary.md ---------------------------------------------------------
 
 RIGHT, OTHER, INK = (30, 160, 60), (200, 200, 200), (20, 20, 20)  # outline of a right answer, of others; text
 CURVE_COLORS = {"probe": (31, 119, 180), "finetune": (214, 39, 40), "scratch": (120, 120, 120)}
+AXIS_COLORS = ((214, 39, 40), (44, 160, 44), (31, 119, 180))  # x, y, z of the IMU plots
+PLOT_MARGINS = (64, 10)  # left and right margins of draw_signals' panels [px]; the recording preview aligns to them
 font = ImageFont.load_default  # font(size): PIL's scalable built-in font (Pillow >= 10.1)
 
 
@@ -322,6 +327,54 @@ def _canvas(size, title):
     draw = ImageDraw.Draw(canvas)
     draw.text((10, 8), title, fill=INK, font=font(14))
     return canvas, draw
+
+
+def _polyline(values, x0, x1, y_of):
+    """Points of a polyline over [x0, x1]; long signals become a min/max envelope per pixel column."""
+    n, cols = len(values), max(2, int(x1 - x0))
+    if n <= 2 * cols:
+        return list(zip(np.linspace(x0, x1, n).tolist(), y_of(values).tolist()))
+    edges = np.linspace(0, n, cols + 1).astype(int)[:-1]
+    lo, hi = np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
+    xs = np.repeat(np.linspace(x0, x1, cols), 2)
+    ys = y_of(np.stack([lo, hi], axis=1).reshape(-1))
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def draw_signals(imu, width, height, title=None):
+    """Plot IMU channels (6, T) as two labelled panels, acc [m/s^2] and gyro [rad/s], x/y/z in red/green/blue."""
+    imu = np.asarray(imu, np.float64)
+    if imu.ndim != 2 or imu.shape[0] != 6 or imu.shape[1] < 2:
+        raise ValueError(f"draw_signals: expected imu of shape (6, T) with T >= 2, got {imu.shape}")
+    img = Image.new("RGB", (width, height), "white")
+    draw, small = ImageDraw.Draw(img), font(11)
+    top = 18 if title else 4
+    if title:
+        draw.text((PLOT_MARGINS[0], 2), title, fill="black", font=small)
+    gap = 6
+    panel = (height - top - gap - 4) // 2
+    x0, x1 = PLOT_MARGINS[0], width - PLOT_MARGINS[1]
+    for g, (name, unit) in enumerate((("acc", "m/s^2"), ("gyro", "rad/s"))):
+        y0 = top + g * (panel + gap)
+        y1 = y0 + panel
+        sig = imu[3 * g:3 * g + 3]
+        lo, hi = float(sig.min()), float(sig.max())
+        pad = max(0.05 * (hi - lo), 1e-3)
+        lo, hi = lo - pad, hi + pad
+        y_of = lambda v, lo=lo, hi=hi, y0=y0, y1=y1: y1 - (v - lo) / (hi - lo) * (y1 - y0)  # noqa: E731
+        draw.rectangle([x0, y0, x1, y1], outline=(170, 170, 170))
+        if lo < 0 < hi:
+            draw.line([(x0, y_of(0.0)), (x1, y_of(0.0))], fill=(215, 215, 215))
+        for c in range(3):
+            draw.line(_polyline(sig[c], x0 + 1, x1 - 1, y_of), fill=AXIS_COLORS[c], width=1)
+        draw.text((4, y0), f"{hi:.1f}", fill=(90, 90, 90), font=small)
+        draw.text((4, y1 - 12), f"{lo:.1f}", fill=(90, 90, 90), font=small)
+        draw.text((4, (y0 + y1) // 2 - 12), name, fill="black", font=small)
+        draw.text((4, (y0 + y1) // 2), unit, fill=(90, 90, 90), font=small)
+        for c, axis in enumerate("xyz"):
+            draw.text((x1 - 50 + 16 * c, y0 + 2), axis, fill=AXIS_COLORS[c], font=small)
+    return img
+
 
 
 def _top_k(query_emb, cand_emb, groups, queries, k):
@@ -508,7 +561,7 @@ def write_reports(out, report, pictures):
     return report
 
 
-# ----- Command line: every check at this edge, then the tasks, then the reports -------------------------------------
+# ----- Command line: every check at this edge, then the tasks, then the reports ---------------------------------------
 
 def parse_args(argv=None) -> EvalConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -523,17 +576,10 @@ def warn(report, message):
 
 
 def check_flags(cfg: EvalConfig):
-    """ValueError for the first bad flag (main prints it as one `error:` line and exits 2)."""
+    """ValueError for the first bad flag that data.add_flags' bounds do not catch (main: one `error:` line, exit 2)."""
     for bad, message in [
         (not cfg.checkpoint, "--checkpoint is required, e.g. --checkpoint runs/imu-video-text/best.pt"),
         ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
-        (min(cfg.pool_size, cfg.examples) < 0, "--pool-size and --examples must be >= 0"),
-        (min(cfg.pool_repeats, cfg.steps, cfg.val_every, cfg.patience, cfg.seeds, cfg.batch_size,
-             cfg.fit_batch_size) < 1, "--pool-repeats, --steps, --val-every, --patience, --seeds, --batch-size and "
-                                      "--fit-batch-size must be >= 1"),
-        (not (np.isfinite([cfg.probe_lr, cfg.lr, cfg.encoder_lr, cfg.weight_decay]).all()
-              and min(cfg.probe_lr, cfg.lr, cfg.encoder_lr) > 0 and cfg.weight_decay >= 0),
-         "--probe-lr, --lr and --encoder-lr must be finite and > 0, --weight-decay finite and >= 0"),
         (not all(0 < f <= 1 and round(f, 4) == f for f in cfg.train_fraction),
          "--train-fraction: every fraction must be in (0, 1], with at most 4 decimals (as the reports give it)"),
         (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
@@ -638,12 +684,9 @@ def run(cfg: EvalConfig) -> dict:
     return write_reports(Path(cfg.out) if cfg.out else path.parent / "eval", report, pictures)
 
 
+@data.command  # bad flags, checkpoint or data (a ValueError, data.DataError among them): one error line, exit 2
 def main(argv=None):
-    try:
-        run(parse_args(argv))
-    except ValueError as e:  # bad flags, checkpoint or data (data.DataError is a ValueError): one line, exit 2
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

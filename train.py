@@ -15,6 +15,7 @@ atomically. A non-finite loss stops the run at once (exit code 1), leaving both 
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -48,15 +49,17 @@ class TrainConfig:
     modalities: str = flag("imu,video,text", "imu and its targets: imu,video | imu,text | imu,video,text")
     data: str = flag("", "dataset root (a directory of recordings); '' = the synthetic dataset, made on first use")
     out: str = flag("", "output directory; '' = runs/<modalities>, e.g. runs/imu-video-text")
-    epochs: int = flag(10, "passes over the training split")
-    batch_size: int = flag(64, "windows per step and process; the negatives are the global batch (x processes)")
-    lr: float = flag(2e-4, "peak learning rate; official code")
-    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay; 0 = the official code's plain Adam")
-    warmup_steps: int = flag(0, "linear learning-rate warm-up steps")
+    epochs: int = flag(10, "passes over the training split", at_least=1)
+    batch_size: int = flag(64, "windows per step and process; the negatives are the global batch (x processes)",
+                           at_least=2)
+    lr: float = flag(2e-4, "peak learning rate; official code", above=0)
+    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay; 0 = the official code's plain Adam", at_least=0)
+    warmup_steps: int = flag(0, "linear learning-rate warm-up steps", at_least=0)
     cosine: bool = flag(False, "cosine decay of the learning rate to 0 after the warm-up (else constant)")
-    grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping")
-    window_sec: float = flag(5.0, "IMU window length in seconds; paper: 5 s")
-    rate_hz: float = flag(200.0, "IMU resampled to this rate; Ego4D's IMU is about 200 Hz")
+    grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping",
+                            at_least=0)
+    window_sec: float = flag(5.0, "IMU window length in seconds; paper: 5 s", above=0)
+    rate_hz: float = flag(200.0, "IMU resampled to this rate; Ego4D's IMU is about 200 Hz", above=0)
     windows: str = flag("narration", "narration: one window per narration | sliding: a sliding window (no text)",
                         choices=("narration", "sliding"))
     video_mode: str = flag("clip_1frame", "clip_1frame: middle frame | clip_avg_frames: mean of first/middle/last",
@@ -71,26 +74,20 @@ class TrainConfig:
     relu: bool = flag(False, "encoder: a ReLU after each conv (ours; official: none)")
     conv_bias: bool = flag(False, "encoder: conv biases (ours; official: none)")
     projection: bool = flag(False, "encoder: a Linear after the GRU (ours; official: the hidden state is the output)")
-    seed: int = flag(0, "seeds the encoder's initialisation and each epoch's shuffle")
+    seed: int = flag(0, "seeds the encoder's initialisation and each epoch's shuffle", at_least=0)
     device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
     resume: bool = flag(False, "continue from OUT/checkpoint.pt (same flags, --epochs may grow)")
-    log_every: int = flag(20, "steps between progress lines")
+    log_every: int = flag(20, "steps between progress lines", at_least=1)
 
 
 def parse_args(argv=None) -> TrainConfig:
-    """TrainConfig from the command line; ValueError (one line) for values no run can use."""
+    """TrainConfig from the command line; ValueError (one line) for flags that no run can combine."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data.add_flags(parser, TrainConfig)
-    cfg = data.config_from(TrainConfig, parser.parse_args(argv))
-    finite = all(math.isfinite(x) for x in (cfg.lr, cfg.weight_decay, cfg.grad_clip))
-    if not (finite and cfg.lr > 0 and cfg.weight_decay >= 0 and cfg.grad_clip >= 0 and cfg.warmup_steps >= 0):
-        raise ValueError("--lr must be finite and > 0; --weight-decay, --grad-clip and --warmup-steps finite and >= 0")
-    positive = all(math.isfinite(x) and x > 0 for x in (cfg.window_sec, cfg.rate_hz))
-    if not (positive and cfg.epochs >= 1 and cfg.batch_size >= 2 and cfg.log_every >= 1):
-        raise ValueError("--window-sec and --rate-hz must be finite and > 0, --epochs >= 1, --batch-size >= 2 (a "
-                         "contrastive batch) and --log-every >= 1")
+    cfg = data.config_from(TrainConfig, parser.parse_args(argv))  # each number within its flag's bound
     if "text" in parse_modalities(cfg.modalities) and cfg.windows == "sliding":
         raise ValueError("--windows sliding has no narrations; use --modalities imu,video or --windows narration")
+    cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""  # compared on --resume
     return cfg
 
 
@@ -157,9 +154,109 @@ def validate(trainable: Trainable, dataset, targets: list, batch_size: int, devi
     return metrics
 
 
-def save_checkpoint(path: Path, ckpt: dict) -> None:
-    """Atomically; only tensors and plain containers inside, so that weights_only loading works."""
-    data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+# ----- The main path: processes -> CLIP -> data -> encoder -> resume -> the loop --------------------------------------
+
+@data.command
+def main(argv=None):
+    cfg = parse_args(argv)
+    targets = parse_modalities(cfg.modalities)
+    out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
+    data.check_out_dir(out)
+    ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None  # a bad one fails before any work
+    with processes(cfg.device) as (rank, world, device):  # under torchrun: one process group
+        clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=device,
+                                                           require_pretrained=cfg.require_pretrained))
+        torch.manual_seed(cfg.seed)
+        encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim, **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
+        window = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
+                                   video_mode=cfg.video_mode)
+        check_window(encoder, window)
+        train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window, clip, world))
+        cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
+        trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
+        optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        start_epoch, step, best = resume(ckpt, cfg, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
+        model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
+            if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
+        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
+               "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
+                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
+        log = Log(out, rank, cfg, step, header={  # log.jsonl started (or trimmed), config.json, the first line
+            "event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
+            "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
+            "resumed_at_epoch": start_epoch or None})
+        B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
+        total_steps, progress = steps_per_epoch * cfg.epochs, Progress(log, cfg, world, step, steps_per_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
+                lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
+                loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
+                if not torch.isfinite(loss):  # data.command: one error line, exit code 1
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
+                                             f"high?); stopped with {out}/checkpoint.pt and best.pt as they were")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # under torchrun, DDP averages the gradients over processes here
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+                optimizer.step()
+                trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
+                step += 1
+                progress.update(loss, epoch, step, lr)  # a line every --log-every steps and at the epoch's end
+            metrics = validate(trainable, val_set, targets, B * world, device)
+            is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
+            ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
+                    "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
+            end_epoch(log, out, rank, ckpt, is_best, targets, clip)
+        if start_epoch >= cfg.epochs:
+            log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
+                "--epochs to continue")
+
+
+# ----- Helpers of the main path: set-up, resume, progress and the end of an epoch -------------------------------------
+
+def set_lr(optimizer, lr: float) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def check_window(encoder: IMUEncoder, window) -> None:
+    if encoder.output_length(window.num_samples) < 1:
+        raise ValueError(f"--window-sec {window.window_sec:g} at --rate-hz {window.rate_hz:g} gives "
+                         f"{window.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
+
+
+def load_splits(cfg: TrainConfig, window, clip, world: int):
+    """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
+    if not cfg.data:  # the default: the synthetic world, made on first use (train.py's one import of sources/)
+        from sources.world import default_dataset
+        cfg.data = str(default_dataset())
+    root = Path(cfg.data).resolve()
+    train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
+    if len(train_set) < cfg.batch_size * world:
+        raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
+                             f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
+    return train_set, val_set
+
+
+@contextlib.contextmanager
+def processes(device_name: str):
+    """(rank, world size, device) of this process. Under torchrun (WORLD_SIZE > 1): one process group, gloo on CPU,
+    nccl on GPU (one GPU per process, LOCAL_RANK), destroyed on the way out, even after an error."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+    device = resolve_device(device_name)
+    if device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield rank, world, device
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
 
 
 def rank0_first(rank: int, world: int, work):
@@ -195,17 +292,17 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
                              f"not {getattr(cfg, name)}; resume with the same flags")
 
 
-def load_splits(cfg: TrainConfig, window, clip, world: int):
-    """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
-    root = Path(cfg.data or data.default_dataset()).resolve()
-    train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
-    if len(train_set) < cfg.batch_size * world:
-        raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
-                             f"batch of {cfg.batch_size * world}; use a smaller --batch-size")
-    return train_set, val_set
+def resume(ckpt: dict, cfg: TrainConfig, clip, trainable: Trainable, optimizer, out: Path):
+    """--resume: the checkpoint's weights and optimizer state loaded in place -> (epoch, step, best val MRR)."""
+    check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
+    try:
+        trainable.encoder.load_state_dict(ckpt["imu_encoder"])
+        trainable.temperature.load_state_dict(ckpt["temperature"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        return ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
+    except (KeyError, RuntimeError, ValueError) as e:  # a checkpoint edited or damaged by hand
+        raise ValueError(f"{out / 'checkpoint.pt'}: cannot resume from it ({e!r})") from None
 
-
-# ----- The main path: processes -> CLIP -> datasets -> encoder and optimizer -> resume -> loop ------------------------
 
 def logged_step(line: str) -> float:
     """The step of a log.jsonl line (0 for the start record), inf for a line cut short by a kill."""
@@ -215,138 +312,74 @@ def logged_step(line: str) -> float:
         return math.inf
 
 
-def fail(rank: int, message: str, code: int):
-    """One `error:` line (from rank 0 only) and exit `code`: 2 for bad input, 1 for a run that diverged."""
-    if rank == 0:
-        print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+class Log:
+    """Progress lines on stderr and their records in OUT/log.jsonl, from rank 0 only. Opening it starts the run's
+    log: a fresh run replaces an earlier one's, --resume drops what a killed run logged after its checkpoint (at
+    `step`); then config.json gets the header record, and the header's line is logged."""
 
-
-def main(argv=None):
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # > 1 under torchrun, which also sets RANK and LOCAL_RANK
-    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
-    try:
-        try:
-            cfg = parse_args(argv)
-            targets = parse_modalities(cfg.modalities)
-            out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
-            if out.exists() and not out.is_dir():
-                raise ValueError(f"--out {out}: exists and is not a directory")
-            ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None
-            cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""
-            device = resolve_device(cfg.device)
-            if device.type == "cuda":  # one GPU per process
-                local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-                device = torch.device("cuda", local_rank if device.index is None else device.index)
-                torch.cuda.set_device(device)
-            if world > 1:  # under torchrun: one process group, gloo on CPU, nccl on GPU
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            clip = rank0_first(rank, world, lambda: FrozenCLIP(
-                cfg.clip, weights=cfg.clip_weights or None, device=device, require_pretrained=cfg.require_pretrained))
-            torch.manual_seed(cfg.seed)
-            encoder = IMUEncoder(IMUEncoderConfig(embed_dim=clip.embed_dim,
-                                                  **{k: getattr(cfg, k) for k in ENCODER_FLAGS}))
-            window = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
-                                       video_mode=cfg.video_mode)
-            if encoder.output_length(window.num_samples) < 1:
-                raise ValueError(f"--window-sec {cfg.window_sec:g} at --rate-hz {cfg.rate_hz:g} gives "
-                                 f"{window.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
-            train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window, clip, world))
-            cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
-            if ckpt is not None:
-                check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
-            trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
-            optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            start_epoch, step, best = 0, 0, -1.0
-            if ckpt is not None:
-                try:
-                    trainable.encoder.load_state_dict(ckpt["imu_encoder"])
-                    trainable.temperature.load_state_dict(ckpt["temperature"])
-                    optimizer.load_state_dict(ckpt["optimizer"])
-                    start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_mrr"]
-                except (KeyError, RuntimeError, ValueError) as e:  # a checkpoint edited or damaged by hand
-                    raise ValueError(f"{out / 'checkpoint.pt'}: cannot resume from it ({e!r})") from None
-        except ValueError as e:  # bad flags or data (data.DataError is a ValueError): one line, exit code 2
-            fail(rank, str(e), 2)
-        model = trainable  # under torchrun, wrapped so that backward averages the gradients over processes
-        if world > 1:
-            model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)
-        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
-               "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
-                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
-        header = {"event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
-                  "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
-                  "resumed_at_epoch": start_epoch or None}
-
-        def log(record, line):
-            if rank == 0:
-                print(line, file=sys.stderr, flush=True)
-                with open(out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-
+    def __init__(self, out: Path, rank: int, cfg: TrainConfig, step: int, header: dict):
+        self.path, self.rank = out / "log.jsonl", rank
         if rank == 0:  # (atomic_write makes the --out directory)
-            if not cfg.resume and (out / "log.jsonl").exists():  # a fresh run starts a fresh log
+            if not cfg.resume and self.path.exists():  # a fresh run starts a fresh log
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
-                (out / "log.jsonl").unlink()
-            elif cfg.resume and (out / "log.jsonl").exists():  # what a killed run logged after its checkpoint goes
-                kept = [line for line in (out / "log.jsonl").read_text().splitlines() if logged_step(line) <= step]
-                data.atomic_write(out / "log.jsonl", lambda tmp: tmp.write_text("".join(f"{k}\n" for k in kept)))
+                self.path.unlink()
+            elif cfg.resume and self.path.exists():
+                kept = [line for line in self.path.read_text().splitlines() if logged_step(line) <= step]
+                data.atomic_write(self.path, lambda tmp: tmp.write_text("".join(f"{k}\n" for k in kept)))
             data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
-        info = clip.info()  # clip_vendor has already warned loudly if its towers are random-init
-        log(header, f"train: {cfg.modalities} | CLIP {info['name']} ({info['weights_source'].upper()}, sha256 "
-            f"{info['sha256']}) | {len(train_set)} train / {len(val_set)} val windows from {cfg.data} | encoder "
-            f"{num_parameters(encoder):,} parameters | {world} process(es) on {device}")
+        clip = header["clip"]  # clip_vendor has already warned loudly if its towers are random-init
+        self(header, f"train: {cfg.modalities} | CLIP {clip['name']} ({clip['weights_source'].upper()}, sha256 "
+             f"{clip['sha256']}) | {header['train_windows']} train / {header['val_windows']} val windows from "
+             f"{cfg.data} | encoder {header['encoder_parameters']:,} parameters | {header['processes']} "
+             f"process(es) on {header['device']}")
 
-        # ---- the loop -----------------------------------------------------------------------------------------
-        B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
-        total_steps, clock, losses = steps_per_epoch * cfg.epochs, (time.time(), step), []
-        for epoch in range(start_epoch, cfg.epochs):
-            for i, idx in enumerate(epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world)):
-                lr = get_lr(step, cfg, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
-                if not torch.isfinite(loss):
-                    fail(rank, f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too high?); stopped "
-                         f"with {out}/checkpoint.pt and best.pt as they were", 1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # under torchrun, DDP averages the gradients over processes here
-                if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
-                optimizer.step()
-                trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
-                step += 1
-                losses.append(loss.detach())
-                if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                    mean = torch.stack(losses).mean()  # this process's rows only
-                    if world > 1:
-                        dist.all_reduce(mean)  # the sum over processes
-                    mean = mean.item() / world
-                    rate = (step - clock[1]) * B * world / (time.time() - clock[0])  # windows/s
-                    eta, losses = time.gmtime((total_steps - step) * B * world / rate), []
-                    log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr,
-                         "windows_per_s": rate}, f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total_steps} loss "
-                        f"{mean:.4f} lr {lr:.2e} {rate:,.0f} windows/s ETA {time.strftime('%H:%M:%S', eta)}")
-            metrics = validate(trainable, val_set, targets, B * world, device)
-            is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
-            ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
-                    "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
-                    "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
-            retrieval = "".join(f" | imu->{m} R@1 {metrics[f'imu_to_{m}_R@1']:.3f}" for m in targets)
-            log({"event": "val", "epoch": epoch + 1, "step": step, "best": is_best,
-                 "clip_weights": clip.weights_source, **metrics},
-                f"epoch {epoch + 1}/{cfg.epochs} val loss {metrics['val_loss']:.4f} MRR {metrics['val_mrr']:.3f} "
-                f"(chance {metrics['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
-            if rank == 0:  # logged, then best.pt, then checkpoint.pt: a kill in between only repeats this epoch
-                if is_best:
-                    save_checkpoint(out / "best.pt", ckpt)
-                save_checkpoint(out / "checkpoint.pt", ckpt)
-        if start_epoch >= cfg.epochs:
-            log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
-                "--epochs to continue")
-    finally:
-        if world > 1 and dist.is_initialized():  # not if the run failed before init_process_group
-            dist.destroy_process_group()
+    def __call__(self, record: dict, line: str) -> None:
+        if self.rank == 0:
+            print(line, file=sys.stderr, flush=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class Progress:
+    """The training-loss lines: the mean loss over the global batch since the last line, the windows/s and the ETA;
+    one every cfg.log_every steps and one at the end of each epoch. Every process calls it (the mean is reduced)."""
+
+    def __init__(self, log: Log, cfg: TrainConfig, world: int, step: int, steps_per_epoch: int):
+        self.log, self.cfg, self.world, self.steps_per_epoch, self.losses = log, cfg, world, steps_per_epoch, []
+        self.total_steps, self.clock = steps_per_epoch * cfg.epochs, (time.time(), step)
+
+    def update(self, loss, epoch: int, step: int, lr: float) -> None:
+        self.losses.append(loss.detach())
+        if step % self.cfg.log_every and step % self.steps_per_epoch:
+            return
+        mean = torch.stack(self.losses).mean()  # this process's rows only
+        if self.world > 1:
+            dist.all_reduce(mean)  # the sum over processes
+        mean, self.losses = mean.item() / self.world, []
+        windows = self.cfg.batch_size * self.world
+        rate = (step - self.clock[1]) * windows / (time.time() - self.clock[0])  # windows/s
+        eta = time.strftime("%H:%M:%S", time.gmtime((self.total_steps - step) * windows / rate))
+        self.log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr, "windows_per_s": rate},
+                 f"epoch {epoch + 1}/{self.cfg.epochs} step {step}/{self.total_steps} loss {mean:.4f} lr {lr:.2e} "
+                 f"{rate:,.0f} windows/s ETA {eta}")
+
+
+def end_epoch(log: Log, out: Path, rank: int, ckpt: dict, is_best: bool, targets: list, clip) -> None:
+    """The validation line, then best.pt (when best) and checkpoint.pt: a kill in between only repeats this epoch."""
+    m, epoch = ckpt["metrics"], ckpt["epoch"]
+    retrieval = "".join(f" | imu->{t} R@1 {m[f'imu_to_{t}_R@1']:.3f}" for t in targets)
+    log({"event": "val", "epoch": epoch, "step": ckpt["step"], "best": is_best, "clip_weights": clip.weights_source,
+         **m}, f"epoch {epoch}/{ckpt['config']['epochs']} val loss {m['val_loss']:.4f} MRR {m['val_mrr']:.3f} "
+               f"(chance {m['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
+    if rank == 0:
+        if is_best:
+            save_checkpoint(out / "best.pt", ckpt)
+        save_checkpoint(out / "checkpoint.pt", ckpt)
+
+
+def save_checkpoint(path: Path, ckpt: dict) -> None:
+    """Atomically; only tensors and plain containers inside, so that weights_only loading works."""
+    data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 if __name__ == "__main__":

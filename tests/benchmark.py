@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import clip_vendor  # noqa: E402  (after the path fix, so the script runs from anywhere)
 import data  # noqa: E402
-import world  # noqa: E402
+from sources import world  # noqa: E402
 from loss import multimodal_loss  # noqa: E402
 from model import IMUEncoder, IMUEncoderConfig  # noqa: E402
 

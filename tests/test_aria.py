@@ -1,4 +1,4 @@
-"""Tests of the Aria import (`data.py aria`) on a real Project Aria Gen1 recording: the 0.4 s AEA clip shipped
+"""Tests of the Aria import (`python -m sources.aria`) on a real Project Aria Gen1 recording: the 0.4 s AEA clip shipped
 in tests/data/aria (see its README.md). Expected values come from reading the same VRS file here with
 projectaria-tools directly, or from physics (gravity), never from the importer's own output."""
 import importlib.util
@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import data
+from sources import aria
 from model import IMUEncoder, IMUEncoderConfig
 
 # projectaria-tools is optional (the Aria import alone needs it): without it every test here is skipped, by name
@@ -40,7 +41,7 @@ def imported(tmp_path_factory):
     out = tmp_path_factory.mktemp("aria")
     recs = {}
     for side in ("right", "left"):
-        data.import_aria([VRS], out / side, imu=side, size=64)
+        aria.import_aria([VRS], out / side, imu=side, size=64)
         recs[side] = data.read_recording(out / side / REC_ID)
     return recs
 
@@ -122,14 +123,14 @@ def test_speech_inside_the_clip_becomes_narrations(tmp_path, capfd, monkeypatch)
     """speech.csv is on the VRS's device clock (the shipped one lies outside the cut); words written here at
     device times inside the clip, grouped at pauses, land at their utterance's middle."""
     t_ns, t0, _ = read_vrs("imu-right")
-    monkeypatch.setattr(data, "ARIA_SPEECH_GAP_SEC", 0.1)
+    monkeypatch.setattr(aria, "SPEECH_GAP_SEC", 0.1)
     words = [(80.0, 80.2, "before"), (86.38, 86.42, "pick"), (86.42, 86.45, "up"), (86.65, 86.70, "the"),
              (86.70, 86.72, '"cup,"'), (90.0, 90.4, "after")]  # device seconds; the clip is 86.35-86.75 s
     csv = tmp_path / "speech.csv"
     csv.write_text("startTime_ns,endTime_ns,written,confidence\n"
                    + "".join(f"{round(a * 1e9)},{round(b * 1e9)},{w},0.9\n" for a, b, w in words))
     capfd.readouterr()
-    data.main(["aria", str(VRS), "--out", str(tmp_path / "out"), "--size", "32", "--narrations", str(csv)])
+    aria.main([str(VRS), "--out", str(tmp_path / "out"), "--size", "32", "--narrations", str(csv)])
     out, err = capfd.readouterr()
     assert err == "" and len(out.strip().splitlines()) == 1, (out, err)  # the reader's log stays out
     assert "2 kept / 2 dropped" in out
@@ -143,7 +144,7 @@ def test_speech_inside_the_clip_becomes_narrations(tmp_path, capfd, monkeypatch)
 def test_a_truncated_vrs_imports_what_it_recovers(imported, tmp_path, capfd):
     cut = tmp_path / "cut.vrs"
     cut.write_bytes(VRS.read_bytes()[:int(0.6 * VRS.stat().st_size)])
-    data.main(["aria", str(cut), "--out", str(tmp_path / "out"), "--size", "64"])
+    aria.main([str(cut), "--out", str(tmp_path / "out"), "--size", "64"])
     out, err = capfd.readouterr()
     assert err == "" and len(out.strip().splitlines()) == 1 and "truncated" in out, (out, err)
     rec, full = data.read_recording(tmp_path / "out" / "cut"), imported["right"]
@@ -169,7 +170,7 @@ def bad_input(tmp_path, case, monkeypatch):
         (tmp_path / "head.vrs").write_bytes(VRS.read_bytes()[:int(0.02 * VRS.stat().st_size)])
         return tmp_path / "head.vrs", "camera-rgb stream holds 0 record(s)"
     if case == "no_imu_stream":  # a label this file does not have (as if a future device named it otherwise)
-        monkeypatch.setitem(data.ARIA_IMU, "right", "imu-centre")
+        monkeypatch.setitem(aria.IMU_STREAMS, "right", "imu-centre")
         return VRS, "no imu-centre stream"
     for name in [m for m in sys.modules if m.split(".")[0] == "projectaria_tools"] + ["projectaria_tools"]:
         monkeypatch.setitem(sys.modules, name, None)  # case == "no_projectaria_tools": every import of it fails
@@ -181,7 +182,7 @@ def bad_input(tmp_path, case, monkeypatch):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capfd, monkeypatch, case):
     path, expected = bad_input(tmp_path, case, monkeypatch)
     with pytest.raises(SystemExit) as e:
-        data.main(["aria", str(path), "--out", str(tmp_path / "out")])
+        aria.main([str(path), "--out", str(tmp_path / "out")])
     err = capfd.readouterr().err
     lines = err.strip().splitlines()
     assert e.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
@@ -198,4 +199,4 @@ def test_a_speech_file_without_its_header_is_refused(tmp_path):
     for name, text in (("empty.csv", ""), ("other.csv", "foo,bar\n")):
         (tmp_path / name).write_text(text)
         with pytest.raises(data.DataError, match="startTime_ns,endTime_ns,written"):
-            data._read_speech(tmp_path / name, 0, 10.0)
+            aria._read_speech(tmp_path / name, 0, 10.0)

@@ -1,4 +1,4 @@
-"""Tests of the Ego4D import (data.py section 2) on a tiny Ego4D-shaped download built here: an IMU CSV
+"""Tests of the Ego4D import (sources/ego4d.py) on a tiny Ego4D-shaped download built here: an IMU CSV
 with missing timestamps, NaN accelerations, shuffled and duplicated rows, a narration.json with both
 passes, and a 3-second mp4 written here with PyAV (the decoder the importer uses; no ffmpeg command needed)."""
 import json
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import data
+from sources import ego4d
 
 REPO = Path(__file__).resolve().parents[1]
 UID = "0a1b2c3d-test"
@@ -75,14 +76,14 @@ def ego4d_root(tmp_path_factory):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / "data.py"), *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sources.ego4d", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def imported(ego4d_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("imported")
-    proc = run_cli("ego4d", "--root", ego4d_root, "--out", out, "--size", 32)
+    proc = run_cli("--root", ego4d_root, "--out", out, "--size", 32)
     assert proc.returncode == 0, proc.stderr
     return out, json.loads(proc.stdout)
 
@@ -174,14 +175,14 @@ def test_bad_input_is_one_line(ego4d_root, tmp_path, capsys, case, expected):
     # the CLI's own code path, in process (a subprocess per case would mostly time the torch import)
     bad = bad_download(ego4d_root, tmp_path / "bad", case)
     with pytest.raises(SystemExit) as e:
-        data.main(["ego4d", "--root", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--videos", UID])
+        ego4d.main(["--root", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--videos", UID])
     assert e.value.code == 2
     assert expected in one_line(capsys.readouterr().err, str(bad))
 
 
 def test_bad_input_through_a_real_process(ego4d_root, tmp_path):
     bad = bad_download(ego4d_root, tmp_path / "bad", "unreadable_mp4")
-    proc = run_cli("ego4d", "--root", tmp_path / "bad", "--out", tmp_path / "out")
+    proc = run_cli("--root", tmp_path / "bad", "--out", tmp_path / "out")
     assert proc.returncode == 2
     assert "could not decode it" in one_line(proc.stderr, str(bad))
 
@@ -189,7 +190,7 @@ def test_bad_input_through_a_real_process(ego4d_root, tmp_path):
 def test_import_needs_no_ffmpeg_command(ego4d_root, tmp_path):
     """Decoding is in-process (PyAV): the import works with a PATH that holds no ffmpeg, or anything else."""
     (tmp_path / "empty").mkdir()
-    proc = subprocess.run([sys.executable, str(REPO / "data.py"), "ego4d", "--root", str(ego4d_root), "--out",
+    proc = subprocess.run([sys.executable, "-m", "sources.ego4d", "--root", str(ego4d_root), "--out",
                            str(tmp_path / "out"), "--size", "32"], capture_output=True, text=True, cwd=REPO,
                           timeout=120, env={**os.environ, "PATH": str(tmp_path / "empty")})
     assert proc.returncode == 0, proc.stderr
@@ -198,28 +199,28 @@ def test_import_needs_no_ffmpeg_command(ego4d_root, tmp_path):
 
 def test_csv_variants_and_narration_shapes_that_real_files_have(tmp_path):
     rows = ["0,1,2,3,4,5,6", "", "5,1,2,3,4,5,6", "", "", "10,1,2,3,4,5,6"]
-    header = ",".join(data._EGO4D_COLUMNS)
-    variants = {"bom": ("\ufeff" + header, rows), "quoted": (",".join(f'"{c}"' for c in data._EGO4D_COLUMNS),
+    header = ",".join(ego4d.COLUMNS)
+    variants = {"bom": ("\ufeff" + header, rows), "quoted": (",".join(f'"{c}"' for c in ego4d.COLUMNS),
                                                                [",".join(f'"{v}"' for v in r.split(",")) if r else ""
                                                                 for r in rows])}
     for name, (head, body) in variants.items():
         (tmp_path / f"{name}.csv").write_text("\r\n".join([head, *body]) + "\r\n", encoding="utf-8")
-        t, v = data._read_ego4d_csv(tmp_path / f"{name}.csv", chunk_rows=2)  # a chunk of blank lines: not the end
+        t, v = ego4d._read_csv(tmp_path / f"{name}.csv", chunk_rows=2)  # a chunk of blank lines: not the end
         assert t.tolist() == [0, 5, 10] and v.tolist() == [[1, 2, 3, 4, 5, 6]] * 3, name
     # a bad row is reported among the file's own line numbers, blank lines and skipped chunks counted
     (tmp_path / "bad.csv").write_text("\n".join([header, "0,1,2,3,4,5,6", "", "", "", "5,1,2,x", "7,1,2,3,4,5,6"]))
     with pytest.raises(data.DataError, match="among lines 6-7"):
-        data._read_ego4d_csv(tmp_path / "bad.csv", chunk_rows=2)
+        ego4d._read_csv(tmp_path / "bad.csv", chunk_rows=2)
     # two rows at one time: the complete one is kept, whichever comes first
-    t, v, report = data._clean_ego4d_imu("x.csv", np.array([0.0, 5.0, 5.0, 10.0]),
+    t, v, report = ego4d._clean_imu("x.csv", np.array([0.0, 5.0, 5.0, 10.0]),
                                          np.array([[1.0] * 6, [np.nan] * 6, [2.0] * 6, [3.0] * 6]), 60.0)
     assert t.tolist() == [0, 0.005, 0.01] and v[1].tolist() == [2.0] * 6 and report["dropped_missing_values"] == 0
     entry = {"narration_pass_1": {"narrations": None}, "narration_pass_2": {"narrations": [
         {"narration_text": "#C C walks", "timestamp_sec": 1.0}]}}
-    assert data._ego4d_narrations("n.json", {"u": entry}, "u") == ([{"t": 1.0, "text": "#C C walks"}], 1)
+    assert ego4d._narrations("n.json", {"u": entry}, "u") == ([{"t": 1.0, "text": "#C C walks"}], 1)
 
 
 def test_a_size_below_one_pixel_is_refused_from_python_too(ego4d_root, tmp_path):
     with pytest.raises(data.DataError, match="--size 0: must be a positive number"):
-        data.import_ego4d(ego4d_root, tmp_path / "out", size=0)
+        ego4d.import_ego4d(ego4d_root, tmp_path / "out", size=0)
     assert not (tmp_path / "out").exists()

@@ -19,6 +19,8 @@ import data
 import evaluate
 import model
 import train
+from sources import aria, ego4d, world as synthetic_world
+from sources.world import __main__ as world_cli
 from test_ego4d import write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,6 @@ def world(tmp_path_factory):
     w = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMU2CLIP_OFFLINE", "1")
-        import world as synthetic_world
         synthetic_world.synthesize(w / "data", synthetic_world.SynthConfig(recordings=8, minutes=1.0, width=16,
                                                                             height=16, workers=1))
         train.main(TRAIN + ["--data", str(w / "data"), "--out", str(w / "run")])
@@ -98,18 +99,18 @@ def rec(w):
 D, R, B = "{data}", "{run}", "{bad}"
 # (script, argv with {data} {run} {bad} {new} placeholders, exit code, a fragment of the message)
 ROWS = [
-    ("train", ["--data", D, "--lr", "inf"], 2, "--lr must be finite"),
-    ("train", ["--data", D, "--lr", "0"], 2, "--lr must be finite and > 0"),
-    ("train", ["--data", D, "--lr=-1e-3"], 2, "--lr must be finite and > 0"),
-    ("train", ["--data", D, "--grad-clip=-1"], 2, "--grad-clip"),
-    ("train", ["--data", D, "--grad-clip", "nan"], 2, "--grad-clip"),
-    ("train", ["--data", D, "--warmup-steps=-5"], 2, "--warmup-steps"),
-    ("train", ["--data", D, "--weight-decay", "nan"], 2, "--weight-decay"),
-    ("train", ["--data", D, "--batch-size", "1"], 2, "--batch-size >= 2"),
-    ("train", ["--data", D, "--epochs", "0"], 2, "--epochs >= 1"),
-    ("train", ["--data", D, "--window-sec", "0"], 2, "--window-sec"),
-    ("train", ["--data", D, "--rate-hz=-50"], 2, "--rate-hz"),
-    ("train", ["--data", D, "--window-sec", "inf"], 2, "--window-sec and --rate-hz must be finite"),
+    ("train", ["--data", D, "--lr", "inf"], 2, "argument --lr: must be a finite number > 0, got inf"),
+    ("train", ["--data", D, "--lr", "0"], 2, "argument --lr: must be a finite number > 0"),
+    ("train", ["--data", D, "--lr=-1e-3"], 2, "argument --lr: must be a finite number > 0"),
+    ("train", ["--data", D, "--grad-clip=-1"], 2, "argument --grad-clip: must be a finite number >= 0"),
+    ("train", ["--data", D, "--grad-clip", "nan"], 2, "argument --grad-clip: must be a finite number"),
+    ("train", ["--data", D, "--warmup-steps=-5"], 2, "argument --warmup-steps: must be a 64-bit integer >= 0"),
+    ("train", ["--data", D, "--weight-decay", "nan"], 2, "argument --weight-decay: must be a finite"),
+    ("train", ["--data", D, "--batch-size", "1"], 2, "argument --batch-size: must be a 64-bit integer >= 2, got 1"),
+    ("train", ["--data", D, "--epochs", "0"], 2, "argument --epochs: must be a 64-bit integer >= 1, got 0"),
+    ("train", ["--data", D, "--window-sec", "0"], 2, "argument --window-sec: must be a finite number > 0"),
+    ("train", ["--data", D, "--rate-hz=-50"], 2, "argument --rate-hz: must be a finite number > 0"),
+    ("train", ["--data", D, "--window-sec", "inf"], 2, "argument --window-sec: must be a finite number"),
     ("train", ["--data", D, "--window-sec", "0.3"], 2, "encoder needs at least"),
     ("train", ["--data", D, "--modalities", "imu,audio"], 2, "unknown modality 'audio'"),
     ("train", ["--data", D, "--modalities", "video,text"], 2, "imu is required"),
@@ -142,36 +143,39 @@ ROWS = [
      "beyond float32"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--out", B + "/a_file"], 2, "not a directory"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--task", "everything"], 2, "invalid choice"),
-    ("evaluate", ["--checkpoint", R + "/best.pt", "--fit-batch-size", "0"], 2, "--fit-batch-size must be >= 1"),
-    ("evaluate", ["--checkpoint", R + "/best.pt", "--probe-lr", "inf"], 2, "--probe-lr"),
-    ("evaluate", ["--checkpoint", R + "/best.pt", "--weight-decay=-1"], 2, "--weight-decay"),
-    ("data", ["synth", "--out", B + "/a_file"], 2, "exists and is not a directory"),
-    ("data", ["synth", "--out", "{new}/x", "--recordings", "0"], 2, "recordings"),
-    ("data", ["synth", "--out", "{new}/x", "--minutes", "inf"], 2, "minutes"),
-    ("data", ["synth", "--out", "{new}/x", "--acc-noise", "nan"], 2, "acc_noise must be finite"),
-    ("data", ["synth", "--out", "{new}/x", "--sim-rate-hz", "nan"], 2, "sim_rate_hz"),
-    ("data", ["synth", "--out", D, "--recordings", "2", "--seed", "5"], 2, "already holds 8 recordings"),
-    ("data", ["show", B + "/nowhere", "--out", "{new}/x.png"], 2, "not a recording directory"),
-    ("data", ["show", "{rec}", "--out", B + "/empty_dir"], 2, "is a directory"),
-    ("data", ["show", "{rec}", "--out", "{new}/x.png", "--width", "100000", "--height", "100000"], 2, "width"),
+    ("evaluate", ["--checkpoint", R + "/best.pt", "--fit-batch-size", "0"], 2, "argument --fit-batch-size: must be a 64-bit integer >= 1"),
+    ("evaluate", ["--checkpoint", R + "/best.pt", "--probe-lr", "inf"], 2, "argument --probe-lr: must be a finite"),
+    ("evaluate", ["--checkpoint", R + "/best.pt", "--weight-decay=-1"], 2, "argument --weight-decay: must be a"),
+    ("world", ["synth", "--out", B + "/a_file"], 2, "exists and is not a directory"),
+    ("world", ["synth", "--out", "{new}/x", "--recordings", "0"], 2, "argument --recordings: must be a 64-bit integer >= 1"),
+    ("world", ["synth", "--out", "{new}/x", "--minutes", "inf"], 2, "argument --minutes: must be a finite number"),
+    ("world", ["synth", "--out", "{new}/x", "--acc-noise", "nan"], 2, "argument --acc-noise: must be a finite"),
+    ("world", ["synth", "--out", "{new}/x", "--sim-rate-hz", "nan"], 2, "argument --sim-rate-hz: must be a"),
+    ("world", ["synth", "--out", "{new}/x", "--minutes", "0.01"], 2, "minutes must give at least 10 s"),
+    ("world", ["synth", "--out", D, "--recordings", "2", "--seed", "5"], 2, "already holds 8 recordings"),
+    ("world", ["show", B + "/nowhere", "--out", "{new}/x.png"], 2, "not a recording directory"),
+    ("world", ["show", "{rec}", "--out", B + "/empty_dir"], 2, "is a directory"),
+    ("world", ["show", "{rec}", "--out", "{new}/x.png", "--width", "100000", "--height", "100000"], 2, "width"),
     ("data", ["export-labelled", D, "--out", "{new}/x.npz", "--stride-sec", "0.0001"], 2, "larger --stride-sec"),
     ("data", ["export-labelled", D, "--out", "{new}/x.npz", "--window-sec", "0.05"], 2, "encoder needs at least"),
     ("data", ["export-labelled", D, "--out", B + "/empty_dir"], 2, "is a directory"),
     ("data", ["export-labelled", B + "/nowhere", "--out", "{new}/x.npz"], 2, "no such dataset"),
-    ("data", ["ego4d", "--root", B + "/nowhere", "--out", "{new}/e"], 2, "no v1/imu or v2/imu"),
-    ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--size", "0"], 2, "--size 0"),
-    ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e"], 2, "not a text CSV"),
-    ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--videos", "gone"], 2, "no IMU CSV"),
-    ("data", ["ego4d", "--root", B + "/ego4d_narration", "--out", "{new}/e"], 2, "narration"),
-    ("data", ["ego4d", "--root", B + "/ego4d", "--out", "{new}/e", "--size=-3"], 2, "--size -3"),
-    ("data", ["ego4d", "--root", B + "/ego4d", "--out", B + "/a_file"], 2, "exists and is not a directory"),
-    ("data", ["aria", B + "/not.vrs", "--out", B + "/a_file"], 2, "exists and is not a directory"),
-    ("data", ["aria", B + "/not.vrs", "--out", "{new}/a", "--size", "0"], 2, "--size 0"),
-    ("data", ["aria", B + "/not.vrs", "--out", "{new}/a"], 2, "not.vrs"),
-    ("data", ["aria", B + "/empty_dir", "--out", "{new}/a"], 2, "empty_dir"),
+    ("ego4d", ["--root", B + "/nowhere", "--out", "{new}/e"], 2, "no v1/imu or v2/imu"),
+    ("ego4d", ["--root", B + "/ego4d", "--out", "{new}/e", "--size", "0"], 2, "--size 0"),
+    ("ego4d", ["--root", B + "/ego4d", "--out", "{new}/e"], 2, "not a text CSV"),
+    ("ego4d", ["--root", B + "/ego4d", "--out", "{new}/e", "--videos", "gone"], 2, "no IMU CSV"),
+    ("ego4d", ["--root", B + "/ego4d_narration", "--out", "{new}/e"], 2, "narration"),
+    ("ego4d", ["--root", B + "/ego4d", "--out", "{new}/e", "--size=-3"], 2, "--size -3"),
+    ("ego4d", ["--root", B + "/ego4d", "--out", B + "/a_file"], 2, "exists and is not a directory"),
+    ("aria", [B + "/not.vrs", "--out", B + "/a_file"], 2, "exists and is not a directory"),
+    ("aria", [B + "/not.vrs", "--out", "{new}/a", "--size", "0"], 2, "--size 0"),
+    ("aria", [B + "/not.vrs", "--out", "{new}/a"], 2, "not.vrs"),
+    ("aria", [B + "/empty_dir", "--out", "{new}/a"], 2, "empty_dir"),
     ("data", ["bogus"], 2, "invalid choice"),
+    ("world", ["bogus"], 2, "invalid choice"),
 ]
-MAINS = {"train": train.main, "evaluate": evaluate.main, "data": data.main}
+MAINS = {"train": train.main, "evaluate": evaluate.main, "data": data.main, "world": world_cli.main,
+         "ego4d": ego4d.main, "aria": aria.main}
 
 
 def _files(*roots):
@@ -200,13 +204,13 @@ def test_hostile_input_is_one_error_line(world, tmp_path, monkeypatch, capsys, s
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["synth", "--out", "{new}", "--recordings", "0"], "recordings must be >= 1"),  # raised by world.SynthConfig
+    (["synth", "--out", "{new}", "--minutes", "0.1"], "minutes must give at least 10 s"),  # raised by SynthConfig
     (["show", "{rec}", "--out", "{new}/x.png", "--width", "200"], "width in [400, 8000]"),  # by world.preview
 ])
-def test_data_py_run_as_a_script_catches_the_errors_of_world(world, tmp_path, argv, fragment):
-    """`python data.py` runs as __main__ while world/ imports `data`: their DataError must be one class."""
+def test_the_world_run_as_a_module_catches_its_own_errors(world, tmp_path, argv, fragment):
+    """`python -m sources.world` runs as __main__ while data.py defines DataError: its errors are still one line."""
     argv = [a.format(new=tmp_path / "new", rec=rec(world)) for a in argv]
-    out = subprocess.run([sys.executable, str(ROOT / "data.py"), *argv], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "sources.world", *argv], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "IMU2CLIP_OFFLINE": "1"}, timeout=120)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("error: "), out.stderr
     assert fragment in out.stderr and "Traceback" not in out.stderr and not (tmp_path / "new").exists()
@@ -281,8 +285,8 @@ def test_kill_during_a_checkpoint_write_then_resume(world, tmp_path):
 def test_synth_never_mixes_two_datasets(tmp_path, capsys):
     """A second synth into the same directory is refused (above); with --overwrite it replaces the first whole."""
     small = ["--minutes", "0.2", "--width", "8", "--height", "8", "--workers", "1"]
-    data.main(["synth", "--out", str(tmp_path), "--recordings", "3", "--seed", "5", *small])
-    data.main(["synth", "--out", str(tmp_path), "--recordings", "2", "--seed", "11", "--overwrite", *small])
+    world_cli.main(["synth", "--out", str(tmp_path), "--recordings", "3", "--seed", "5", *small])
+    world_cli.main(["synth", "--out", str(tmp_path), "--recordings", "2", "--seed", "11", "--overwrite", *small])
     recs = data.list_recordings(tmp_path)
     assert len(recs) == 2 and {json.loads((r / "meta.json").read_text())["seed"] for r in recs} == {11}
 

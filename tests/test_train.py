@@ -19,7 +19,7 @@ import data
 import loss
 import model
 import train
-import world
+from sources import world
 from loss import Temperature
 from model import IMUEncoder, IMUEncoderConfig
 

@@ -1,4 +1,4 @@
-"""Tests of the recording format (data.py, section 1) and the synthetic egocentric world (world/).
+"""Tests of the recording format (data.py, section 1) and the synthetic egocentric world (sources/world/).
 
 The physics checks compare the written sensors with the true head trajectory: gravity in the accelerometer,
 gyro integration, double integration of the accelerometer, and the horizon in rendered frames.
@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import data
-import world
-from world import motion, people, scenes
-from world.preview import draw_signals
+from evaluate import draw_signals
+from sources import world
+from sources.world import __main__ as world_cli, motion, people, scenes
 
 CFG = world.SynthConfig(recordings=3, minutes=0.5, width=24, height=24, workers=1)
 TOUR = data.ACTIVITIES  # a posture-consistent sequence: ... sitting down, standing up, ...
@@ -317,13 +317,13 @@ def test_draw_signals_plots_each_channel_where_its_values_are():
 def test_show_cli_writes_a_png_of_the_requested_size(dataset, tmp_path, capsys):
     out, paths = dataset
     png = tmp_path / "preview.png"
-    data.main(["show", str(paths[1]), "--out", str(png), "--width", "640", "--height", "420", "--frames", "6"])
+    world_cli.main(["show", str(paths[1]), "--out", str(png), "--width", "640", "--height", "420", "--frames", "6"])
     with Image.open(png) as img:
         assert img.size == (640, 420)
         pixels = np.asarray(img.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # plots, frames and text, not a blank page
     with pytest.raises(SystemExit) as exit_:
-        data.main(["show", str(tmp_path / "nope"), "--out", str(png)])
+        world_cli.main(["show", str(tmp_path / "nope"), "--out", str(png)])
     assert exit_.value.code == 2 and "nope" in capsys.readouterr().err
 
 
@@ -331,7 +331,7 @@ def test_show_cli_writes_a_png_of_the_requested_size(dataset, tmp_path, capsys):
                                   ["--width", "abc"], ["--sim-rate-hz", "333"]])
 def test_synth_cli_rejects_bad_arguments_with_exit_2(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exit_:
-        data.main(["synth", "--out", str(tmp_path / "x")] + argv)
+        world_cli.main(["synth", "--out", str(tmp_path / "x")] + argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err
@@ -339,14 +339,51 @@ def test_synth_cli_rejects_bad_arguments_with_exit_2(tmp_path, capsys, argv):
 
 
 def test_synth_cli_writes_a_readable_dataset(tmp_path):
-    data.main(["synth", "--out", str(tmp_path / "d"), "--recordings", "2", "--minutes", "0.2", "--width", "16",
+    world_cli.main(["synth", "--out", str(tmp_path / "d"), "--recordings", "2", "--minutes", "0.2", "--width", "16",
                "--height", "16", "--workers", "1", "--seed", "3"])
     recs = data.list_recordings(tmp_path / "d")
     assert len(recs) == 2 and all(data.read_recording(r).meta["seed"] == 3 for r in recs)
 
 
-def test_data_reads_recordings_without_importing_the_world():
-    code = "import sys, data; assert 'world' not in sys.modules and not hasattr(data, 'SynthConfig')"
+def test_no_module_imports_one_that_imports_it_back():
+    """The layout has no import circle, lazy imports inside functions included, and the method files reach the
+    sources folder only through train.py's lazy call that makes the default dataset."""
+    import ast
+    root = Path(__file__).resolve().parent.parent
+    files = [p for p in root.rglob("*.py") if not p.relative_to(root).parts[0].startswith((".", "tests"))]
+    name = {p: ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in files}
+    modules, edges = set(name.values()), {}
+    for p in files:
+        found = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .motion import ... inside sources/world
+                    package = name[p].split(".")[: len(name[p].split(".")) - node.level + (p.name == "__init__.py")]
+                    base = ".".join(package + ([base] if base else []))
+                found |= {m for m in (base, *(f"{base}.{a.name}" for a in node.names)) if m in modules}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in modules}
+        edges[name[p]] = found - {name[p]}
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in edges.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+    assert {"data", "train", "evaluate", "sources.world", "sources.world.preview"} <= modules
+    assert [m for m in modules if m in reach(m)] == []  # no circle
+    method = ("data", "model", "loss", "train", "evaluate")
+    into_sources = {(m, s) for m in method for s in edges[m] if s.startswith("sources")}
+    assert into_sources == {("train", "sources.world")}
+
+
+def test_the_method_reads_recordings_without_importing_a_source():
+    code = ("import sys, data, model, loss, train, evaluate; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'sources'], sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
 
 

@@ -3,7 +3,7 @@
 Owns everything random about a synthetic recording except its objects and sensor noise (paper section 4.1's
 Ego4D narrations, simulated): who wears the glasses (height, gait), which activities follow each other for how
 long with which speeds and gaze, and the "#C C ..." narrations, each time-stamped inside the segment it
-describes. Nothing to run here: `python data.py synth --out DIR` uses it (see world/__init__.py).
+describes. Nothing to run here: `python -m sources.world synth --out DIR` uses it (see __init__.py).
 """
 from dataclasses import dataclass
 

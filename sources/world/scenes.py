@@ -5,8 +5,8 @@ a 90-degree pinhole camera in the IMU's frame (x right, y down, z forward) ray-c
 textured floor, sky or ceiling, and boxes, cylinders and spheres; the places of the activities (stairs under a
 climb, a seat and the sitter's legs, things in a looking-around sweep) are built from the trajectory, and the
 head's rotation blurs each exposure. Frames are stored small (48x48 by default); CLIP preprocessing upscales them.
-Nothing to run here: `python data.py synth --out DIR` uses it and `python data.py show REC --out PNG` draws its
-frames (see world/__init__.py).
+Nothing to run here: `python -m sources.world synth --out DIR` uses it and `python -m sources.world show REC --out
+PNG` draws its frames (see __init__.py).
 """
 from dataclasses import dataclass, replace
 

@@ -1,66 +1,18 @@
-"""Pictures of a recording: IMU panels, activity band, a strip of frames and the narrations on one time axis.
+"""The picture of a recording: IMU panels, activity band, a strip of frames and the narrations on one time axis.
 
-Owns the preview picture of ANY recording in the format of data.py (synthetic, Ego4D, your own), and the IMU
-plot that evaluate.py reuses for its retrieval pictures. PIL only.
+Owns the preview of ANY recording in the format of data.py (synthetic, Ego4D, Aria, your own); its IMU panels are
+evaluate.py's draw_signals, the plot of its retrieval pictures. PIL only.
 
-    python data.py show data/synthetic/syn001_kitchen --out docs/preview.png [--width 1200 --height 800]
+    python -m sources.world show data/synthetic/syn001_kitchen --out docs/preview.png [--width 1200 --height 800]
 """
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import data
+from evaluate import PLOT_MARGINS, draw_signals
 
-_PLOT_LEFT, _PLOT_RIGHT = 64, 10  # margins of draw_signals' panels [px]; `show` aligns its time axis to them
-_AXIS_COLORS = ((214, 39, 40), (44, 160, 44), (31, 119, 180))  # x, y, z
 _ACTIVITY_COLORS = ((66, 133, 244), (219, 68, 55), (158, 158, 158), (171, 71, 188), (255, 167, 38),
                     (38, 166, 154), (121, 85, 72))  # in data.ACTIVITIES order
-
-
-def _polyline(values, x0, x1, y_of):
-    """Points of a polyline over [x0, x1]; long signals become a min/max envelope per pixel column."""
-    n, cols = len(values), max(2, int(x1 - x0))
-    if n <= 2 * cols:
-        return list(zip(np.linspace(x0, x1, n).tolist(), y_of(values).tolist()))
-    edges = np.linspace(0, n, cols + 1).astype(int)[:-1]
-    lo, hi = np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
-    xs = np.repeat(np.linspace(x0, x1, cols), 2)
-    ys = y_of(np.stack([lo, hi], axis=1).reshape(-1))
-    return list(zip(xs.tolist(), ys.tolist()))
-
-
-def draw_signals(imu, width, height, title=None):
-    """Plot IMU channels (6, T) as two labelled panels, acc [m/s^2] and gyro [rad/s], x/y/z in red/green/blue."""
-    imu = np.asarray(imu, np.float64)
-    if imu.ndim != 2 or imu.shape[0] != 6 or imu.shape[1] < 2:
-        raise ValueError(f"draw_signals: expected imu of shape (6, T) with T >= 2, got {imu.shape}")
-    img = Image.new("RGB", (width, height), "white")
-    draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=11)
-    top = 18 if title else 4
-    if title:
-        draw.text((_PLOT_LEFT, 2), title, fill="black", font=font)
-    gap = 6
-    panel = (height - top - gap - 4) // 2
-    x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
-    for g, (name, unit) in enumerate((("acc", "m/s^2"), ("gyro", "rad/s"))):
-        y0 = top + g * (panel + gap)
-        y1 = y0 + panel
-        sig = imu[3 * g:3 * g + 3]
-        lo, hi = float(sig.min()), float(sig.max())
-        pad = max(0.05 * (hi - lo), 1e-3)
-        lo, hi = lo - pad, hi + pad
-        y_of = lambda v, lo=lo, hi=hi, y0=y0, y1=y1: y1 - (v - lo) / (hi - lo) * (y1 - y0)  # noqa: E731
-        draw.rectangle([x0, y0, x1, y1], outline=(170, 170, 170))
-        if lo < 0 < hi:
-            draw.line([(x0, y_of(0.0)), (x1, y_of(0.0))], fill=(215, 215, 215))
-        for c in range(3):
-            draw.line(_polyline(sig[c], x0 + 1, x1 - 1, y_of), fill=_AXIS_COLORS[c], width=1)
-        draw.text((4, y0), f"{hi:.1f}", fill=(90, 90, 90), font=font)
-        draw.text((4, y1 - 12), f"{lo:.1f}", fill=(90, 90, 90), font=font)
-        draw.text((4, (y0 + y1) // 2 - 12), name, fill="black", font=font)
-        draw.text((4, (y0 + y1) // 2), unit, fill=(90, 90, 90), font=font)
-        for c, axis in enumerate("xyz"):
-            draw.text((x1 - 50 + 16 * c, y0 + 2), axis, fill=_AXIS_COLORS[c], font=font)
-    return img
 
 
 def draw_recording(rec, width=1200, height=800, n_frames=10):
@@ -70,7 +22,7 @@ def draw_recording(rec, width=1200, height=800, n_frames=10):
         raise data.DataError(f"preview size {width}x{height} with {n_frames} frames: need width in [400, 8000], "
                              f"height in [300, 8000] and 1-50 frames")
     duration = float(max(rec.imu_t[-1], rec.frames_t[-1]))
-    x0, x1 = _PLOT_LEFT, width - _PLOT_RIGHT
+    x0, x1 = PLOT_MARGINS[0], width - PLOT_MARGINS[1]
     x_of = lambda t: x0 + (x1 - x0) * t / duration  # noqa: E731
     img = Image.new("RGB", (width, height), "white")
     draw, font, big = ImageDraw.Draw(img), ImageFont.load_default(size=11), ImageFont.load_default(size=13)

@@ -1,10 +1,10 @@
 """Head kinematics -> IMU: the pose of the glasses over a recording, and the sensors that measure it.
 
 Owns the synthetic world's physics (the stand-in for Ego4D/Aria's head-worn IMU, paper section 4.1): an activity
-plan (world/people.py) becomes a smooth head trajectory on a 1 kHz grid, and the trajectory becomes noise-free
+plan (people.py) becomes a smooth head trajectory on a 1 kHz grid, and the trajectory becomes noise-free
 specific force and angular velocity in the sensor frame. Frames of reference: world x east, y north, z up,
 g_world = (0, 0, -9.81); sensor = camera frame of the glasses, x right, y down, z forward; R(t) maps sensor to
-world coordinates. Nothing to run here: `python data.py synth --out DIR` uses it (see world/__init__.py).
+world coordinates. Nothing to run here: `python -m sources.world synth --out DIR` uses it (see __init__.py).
 """
 from dataclasses import dataclass
 

@@ -5,30 +5,31 @@ narrations, so they agree: gravity in the accelerometer matches the horizon in t
 rate matches the panning, walking speed matches the ground flowing past, and the narrations say what the body
 does. It plays the part clip_vendor/ plays for OpenAI's CLIP package: data.py only sees recordings on disk.
 
-  - world/people.py: persons, activity plans (a Markov chain of activity segments, 4-20 s; "standing up" only
+  - people.py: persons, activity plans (a Markov chain of activity segments, 4-20 s; "standing up" only
     from a seated posture) and Ego4D-style narrations, one every 2-4 s, each inside the segment it describes.
-  - world/motion.py: the head trajectory on a 1 kHz grid (C2 blends between segments) and the sensor physics:
+  - motion.py: the head trajectory on a 1 kHz grid (C2 blends between segments) and the sensor physics:
     acc = R^T (a_world - g_world) + bias + noise, gyro = vee(R^T dR/dt) + bias + noise, sampled at 200 Hz.
-  - world/scenes.py: park, kitchen and street scenes with objects along the path, ray-cast at 10 fps by a
+  - scenes.py: park, kitchen and street scenes with objects along the path, ray-cast at 10 fps by a
     90-degree pinhole camera in the IMU's frame, and blurred by the head's rotation during the exposure.
 
 The camera sees what the body does, as a head-worn camera would, with no marker in the image: a climb happens
 on rendered steps, with the gaze down on them; a sitting down ends on a bench or chair that the person walked
 to and turned round to, with the gaze on the lap (the legs are in view); looking around sweeps over things
 placed in its view; running keeps to open paths. All of it is built from the same trajectory as the IMU.
-  - world/preview.py: the picture of a recording (any recording, not only synthetic ones).
+  - preview.py: the picture of a recording (any recording, not only synthetic ones).
 
 Public API: SynthConfig, synthesize(out_dir, cfg), synthesize_recording(cfg, index), recording_name(plan), SCENES,
-and add_commands(sub): data.py's synth and show commands. The recordings are written by data.write_recording, which
-validates them. The same seed gives byte-identical files.
+default_dataset() (train.py's dataset when it is given none).
+The recordings are written by data.write_recording, which validates them. The same seed gives byte-identical files.
+Its two commands (sources/world/__main__.py):
 
-    python data.py synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
-    python data.py show data/synthetic/syn000_park --out preview.png
+    python -m sources.world synth --out data/synthetic [--recordings 48] [--minutes 2] [--seed 0]
+    python -m sources.world show data/synthetic/syn000_park --out preview.png   (any recording)
 """
 import contextlib
 import math
 import multiprocessing
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -38,9 +39,9 @@ import numpy as np
 
 import data
 from data import flag
-from world.motion import angular_velocity, head_trajectory, imu_from_trajectory
-from world.people import plan_recording
-from world.scenes import SCENES, furnish, make_scene, motion_blur, place_objects, render_frames
+from .motion import angular_velocity, head_trajectory, imu_from_trajectory
+from .people import plan_recording
+from .scenes import SCENES, furnish, make_scene, motion_blur, place_objects, render_frames
 
 IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted glasses, shared by camera and IMU; "
              "acc = specific force R^T (a_world - g_world) with world z up and g_world = (0, 0, -9.81), "
@@ -50,9 +51,9 @@ IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted g
 @dataclass
 class SynthConfig:
     """The synthetic egocentric world: how many recordings, how long, and how they are sensed."""
-    recordings: int = flag(48, "number of recordings; scenes are assigned in turn")
+    recordings: int = flag(48, "number of recordings; scenes are assigned in turn", at_least=1)
     minutes: float = flag(2.0, "length of each recording")
-    seed: int = flag(0, "recording i is generated from the seed sequence (seed, i) alone")
+    seed: int = flag(0, "recording i is generated from the seed sequence (seed, i) alone", at_least=0)
     width: int = flag(48, "stored frame width [px] (CLIP preprocessing upscales)")
     height: int = flag(48, "stored frame height [px]")
     fov_deg: float = flag(90.0, "horizontal field of view of the pinhole camera")
@@ -65,7 +66,8 @@ class SynthConfig:
     acc_bias: float = flag(0.05, "std of the constant per-recording accelerometer bias [m/s^2]")
     gyro_bias: float = flag(0.005, "std of the constant per-recording gyroscope bias [rad/s]")
     scenes: tuple = flag(SCENES, "scene types, assigned to recordings in turn", choices=SCENES)
-    workers: int = flag(2, "processes generating recordings in parallel (the output does not depend on it)")
+    workers: int = flag(2, "processes generating recordings in parallel (the output does not depend on it)",
+                       at_least=1)
 
     def validate(self):
         """Raise DataError listing every bad field."""
@@ -102,7 +104,7 @@ def synthesize_recording(cfg, index, activities=None):
     """Recording `index` of the synthetic world, in memory: (plan, trajectory, scene, write_recording keyword args).
 
     Three random streams, all from (seed, index): the plan, the objects and palette, the IMU noise. The frames
-    see the places of the activities (world/scenes.py furnish) and are blurred by the same head rotation that
+    see the places of the activities (scenes.py furnish) and are blurred by the same head rotation that
     the gyroscope measures.
     `activities` forces the segment sequence (see plan_recording)."""
     plan = plan_recording(cfg, index, activities)
@@ -140,6 +142,16 @@ def recording_name(plan):
     return f"syn{plan.index:03d}_{plan.scene}"
 
 
+def default_dataset():
+    """The dataset train.py uses when --data is not given: $IMU2CLIP_DATA, else ./data/synthetic; generated here
+    with the default SynthConfig when it holds no recordings yet."""
+    root = Path(os.environ.get("IMU2CLIP_DATA") or Path("data") / "synthetic")
+    if not (root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir())):
+        print(f"default_dataset: no recordings in {root}; generating the default synthetic dataset", file=sys.stderr)
+        synthesize(root, SynthConfig())
+    return root
+
+
 def _synthesize_one(job):
     cfg, index, out_dir = job
     plan, _, _, record = synthesize_recording(cfg, index)
@@ -164,40 +176,3 @@ def synthesize(out_dir, cfg=None):
                 print(f"synth: {len(paths)}/{cfg.recordings} recordings, {time.perf_counter() - start:.1f} s",
                       file=sys.stderr)
     return sorted(paths)
-
-
-def add_commands(sub):
-    """data.py's commands of the world, on its argparse subparsers `sub`: synth writes a dataset, show draws any
-    recording. Bad input raises data.DataError, which data.main reports."""
-    p = sub.add_parser("synth", help="write a synthetic dataset (same seed -> same bytes)")
-    p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace the recordings already in --out")
-    data.add_flags(p, SynthConfig)
-    p.set_defaults(run=_run_synth)
-    p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
-    p.add_argument("recording", type=Path, help="recording directory")
-    p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
-    p.set_defaults(run=_run_show)
-
-
-def _run_synth(args):
-    existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
-    if existing and not args.overwrite:
-        raise data.DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from "
-                             f"one run of synth (pass --overwrite to replace them)")
-    for p in existing + [args.out / ".cache"]:
-        shutil.rmtree(p, ignore_errors=True)
-    start = time.perf_counter()
-    paths = synthesize(args.out, data.config_from(SynthConfig, args))
-    size = sum(p.stat().st_size for d in paths for p in d.iterdir())
-    print(f"wrote {len(paths)} recordings to {args.out} ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
-
-
-def _run_show(args):
-    from world.preview import draw_recording
-    img = draw_recording(data.read_recording(args.recording), args.width, args.height, args.frames)
-    data.atomic_write(args.out, lambda tmp: img.save(tmp, format="PNG"))
-    print(f"wrote {args.out} ({img.width}x{img.height})")
