@@ -22,6 +22,8 @@ Its one command writes a dataset's labelled windows as a labelled-IMU file (sect
 """
 import argparse
 import collections
+import contextlib
+import errno
 import functools
 import glob
 import hashlib
@@ -29,6 +31,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import sys
 import zipfile
@@ -283,9 +286,9 @@ def _class_names(recs):
 
 
 def _index_windows(rec, cfg, class_names):
-    """The windows of one recording: starts (Nw,), IMU (Nw, 6, T), labels (Nw,), frame rows (Nw, 1|3), texts
-    (Nw,) cleaned ("" in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU
-    or the video, an IMU gap, no frame inside, a narration that cleans to ""."""
+    """The windows of one recording: starts (Nw,), labels (Nw,), frame rows (Nw, 1|3), texts (Nw,) cleaned (""
+    in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU or the video, an
+    IMU gap, no frame inside, a narration that cleans to "". Their IMU: window_imu."""
     w, eps, t, ft = cfg.window_sec, 1e-6, rec.imu_t, rec.frames_t
     lo, hi = max(t[0], ft[0]), min(t[-1], ft[-1])  # the span covered by both the IMU and the video
     if cfg.mode == "narration":
@@ -316,10 +319,14 @@ def _index_windows(rec, cfg, class_names):
         keep &= texts != ""
     frames = np.stack([middle] if cfg.video_mode == "clip_1frame" else [first, middle, last], axis=1)[keep]  # (Nw, 1|3)
     starts = starts[keep]
+    return starts, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops
+
+
+def window_imu(rec, starts, cfg):
+    """The IMU of the windows starting at `starts` (Nw,), resampled onto the model's grid: (Nw, 6, T) float32."""
     t_out = starts[:, None] + np.arange(cfg.num_samples) / cfg.rate_hz  # (Nw, T) sample times
-    imu = resample(rec.imu, t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)  # (Nw, T, 6)
-    imu = imu.transpose(0, 2, 1).astype(np.float32)  # (Nw, 6, T)
-    return starts, imu, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops
+    imu = resample(rec.imu, rec.imu_t, t_out.ravel(), cfg.rate_hz).reshape(len(starts), cfg.num_samples, 6)
+    return imu.transpose(0, 2, 1).astype(np.float32)  # (Nw, T, 6) -> (Nw, 6, T)
 
 
 def split_of(recording_id: str, cfg: WindowConfig) -> str:
@@ -330,96 +337,91 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
     return "test" if u < cfg.test_frac else "val" if u < cfg.test_frac + cfg.val_frac else "train"
 
 
-# ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset --------
+# ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once -------------------
 
-CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
+CACHE_VERSION = 3  # bump when the cache layout or the window maths change: old entries are then ignored
 
 
-def _recording_fingerprint(path):
-    """What identifies a recording's content: small files by their bytes, large arrays by size + mtime."""
-    parts = [path.name]
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+def entry_path(path, cfg, clip, cache_dir) -> Path:
+    """The cache entry of one recording: <cache_dir>/<recording id>-<key>, where the key is a sha256 over what its
+    windows depend on: the recording's files (small ones by their bytes, large arrays by size and mtime), the window
+    settings (not the split fractions: the split picks whole entries), the CLIP identity and the cache version."""
+    path, files = Path(path), []
+    for f in sorted(p for p in Path(path).iterdir() if p.is_file() and not p.name.startswith(".")):
         st = f.stat()
-        if st.st_size <= 1 << 20:
-            parts.append(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}")
-        else:
-            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
-    return parts
+        files.append(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}" if st.st_size <= 1 << 20
+                     else f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    window = {k: getattr(cfg, k) for k in ("window_sec", "rate_hz", "mode", "video_mode", "max_gap_sec")}
+    if cfg.mode == "sliding":  # (narration windows do not depend on it)
+        window["stride_sec"] = cfg.stride_sec
+    key = {"version": CACHE_VERSION, "window": window, "clip": clip.fingerprint, "files": files}
+    return Path(cache_dir) / f"{path.name}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}"
 
 
-def cache_fingerprint(paths, cfg, clip):
-    """sha256 over everything a cached window depends on: recordings, window parameters, CLIP, format.
-    The split fields are left out: the cache holds the whole dataset and the split is chosen on load."""
-    window = {k: getattr(cfg, k) for k in ("window_sec", "rate_hz", "mode", "stride_sec", "video_mode", "max_gap_sec")}
-    if cfg.mode == "narration":
-        window.pop("stride_sec")
-    key = {"version": CACHE_VERSION, "window": window, "clip": clip.fingerprint,
-           "recordings": [_recording_fingerprint(Path(p)) for p in paths]}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def _build_cache(cache, paths, cfg, clip):
-    """Index the windows of every recording, embed each needed frame and distinct text once, write the cache (the
-    paper's pre-processing of every medium into equal-length parallel windows, done once per dataset)."""
-    recs = [read_recording(p) for p in paths]
-    class_names = _class_names(recs)
-    imu, labels, video_emb, texts, window_ids, recording_ids, middle = [], [], [], [], [], [], []
-    dropped = collections.Counter()
-    for k, rec in enumerate(recs):
-        starts, rec_imu, rec_labels, frames, rec_texts, drops = _index_windows(rec, cfg, class_names)
+def build_cache(root, cfg, clip, cache_dir=None, rank=0, world=1) -> int:
+    """Index, embed and write the cache entries of the dataset `root` that are missing or damaged, in cache_dir
+    (default ROOT/.cache/windows); process `rank` of `world` takes the rank-th, (rank + world)-th, ... of them
+    (under torchrun every process builds its share; alone, all). Each distinct narration is embedded once, in one
+    sorted pass; each needed frame once, recording by recording; each entry is written atomically, so an
+    interrupted build keeps what it finished. -> the number of entries built."""
+    paths, cache_dir = list_recordings(root), Path(cache_dir or Path(root) / ".cache" / "windows")
+    existing = next(p for p in (cache_dir, *cache_dir.parents) if p.exists())  # made when the first entry is written
+    need(existing.is_dir(), f"{existing}: the cache directory is a file; remove it")
+    todo = [p for p in paths if _load_entry(entry_path(p, cfg, clip, cache_dir), cfg, clip.embed_dim) is None]
+    todo = todo[rank::world]
+    recs = [read_recording(p) for p in todo]
+    windows = [_index_windows(rec, cfg, rec.meta.get("class_names", ACTIVITIES)) for rec in recs]
+    texts = sorted({t for _, _, _, rec_texts, _ in windows for t in rec_texts}) if cfg.mode == "narration" else []
+    text_emb = dict(zip(texts, clip.embed_texts(texts))) if texts else {}  # text -> (D,)
+    for k, (rec, (starts, labels, frames, rec_texts, drops)) in enumerate(zip(recs, windows)):
         needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
         emb = clip.embed_images(np.asarray(rec.frames[needed])) if len(needed) else np.zeros((0, clip.embed_dim))
-        video_emb.append(emb[inverse.reshape(frames.shape)].mean(axis=1))  # (Nw, 1|3, D) -> (Nw, D)
-        imu.append(rec_imu)
-        labels.append(rec_labels)
-        texts += rec_texts.tolist()
-        seen = collections.Counter()  # "<recording>@<start>", with "~k" when k earlier narrations coincide
+        arrays = {"imu": window_imu(rec, starts, cfg), "labels": labels,  # (Nw, 6, T) float32, (Nw,) int64
+                  "video_emb": emb[inverse.reshape(frames.shape)].mean(axis=1).astype(np.float32)}  # (Nw, D)
+        if cfg.mode == "narration":
+            arrays["text_emb"] = np.array([text_emb[t] for t in rec_texts], np.float32).reshape(-1, clip.embed_dim)
+        seen, ids = collections.Counter(), []  # "<recording>@<start>", with "~k" when k earlier ones coincide
         for wid in (f"{rec.id}@{start:.3f}" for start in starts):
-            window_ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
+            ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
             seen[wid] += 1
-        recording_ids += [rec.id] * len(starts)
-        middle += frames[:, frames.shape[1] // 2].tolist()
-        dropped.update(drops)
-        print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded", file=sys.stderr, flush=True)
-    report = {"recordings": len(recs), "candidates": len(window_ids) + sum(dropped.values()),
-              "kept": len(window_ids), "dropped": dict(dropped)}
-    need(window_ids, f"{Path(paths[0]).parent}: no window survived ({report})")
-    arrays = {"imu": np.concatenate(imu),  # (N, 6, T) float32
-              "labels": np.concatenate(labels),  # (N,) int64
-              "video_emb": np.concatenate(video_emb).astype(np.float32)}  # (N, D)
-    if cfg.mode == "narration":
-        distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
-        report["distinct_texts"] = len(distinct)
-        arrays["text_emb"] = clip.embed_texts(distinct.tolist()).astype(np.float32)[inverse]  # (N, D)
-    index = {"texts": texts, "window_ids": window_ids, "recording_ids": recording_ids, "middle_frames": middle,
-             "class_names": list(class_names), "embed_dim": clip.embed_dim, "report": report}
+        index = {"texts": rec_texts.tolist(), "window_ids": ids, "drops": drops,
+                 "middle_frames": frames[:, frames.shape[1] // 2].tolist(),  # (Nw,) the frame each window shows
+                 "class_names": list(rec.meta.get("class_names", ACTIVITIES))}
+        _write_entry(entry_path(rec.path, cfg, clip, cache_dir), arrays, index)
+        print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded" + (f" by rank {rank}" if world > 1
+              else ""), file=sys.stderr, flush=True)
+    return len(recs)
 
+
+def _write_entry(entry, arrays, index):
     def write(tmp):
         tmp.mkdir()
         for name, a in arrays.items():
             np.save(tmp / f"{name}.npy", a)
         (tmp / "index.json").write_text(json.dumps(index))
-    atomic_write(cache, write)
+    atomic_write(entry, write)
 
 
-def _load_cache(cache, cfg, embed_dim):
-    """The cached (arrays, index), or None when absent or damaged (missing, truncated, shapes or counts that do
-    not match). atomic_write never leaves it half-written; this guards against later damage, cheaply: no checksums."""
-    if not (cache / "index.json").is_file():
+def _load_entry(entry, cfg, embed_dim):
+    """A cache entry's arrays, memory-mapped, and index; None when absent or damaged (missing, truncated, shapes or
+    counts that do not match). atomic_write never leaves one half-written; this guards against later damage,
+    cheaply: no checksums."""
+    if not entry.exists():
         return None
     try:
-        index = json.loads((cache / "index.json").read_text())
+        index = json.loads((entry / "index.json").read_text())
+        N, D, T = len(index["window_ids"]), embed_dim, cfg.num_samples
+        want = {"imu": ((N, 6, T), np.float32), "labels": ((N,), np.int64), "video_emb": ((N, D), np.float32),
+                "text_emb": ((N, D), np.float32)}
         names = ["imu", "labels", "video_emb"] + (["text_emb"] if cfg.mode == "narration" else [])
-        arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in names}
-        N, D = len(index["window_ids"]), embed_dim
-        want = {"imu": ((N, 6, cfg.num_samples), np.float32), "labels": ((N,), np.int64),
-                "video_emb": ((N, D), np.float32), "text_emb": ((N, D), np.float32)}
+        arrays = {n: np.load(entry / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in names}
         bad = [n for n, a in arrays.items() if (a.shape, a.dtype) != want[n]]
-        missing = {"class_names", "embed_dim", "report"} - set(index)
-        if bad or missing or not len(index["texts"]) == len(index["recording_ids"]) == len(index["middle_frames"]) == N:
+        if bad or {"class_names", "drops"} - set(index) or not len(index["texts"]) == len(index["middle_frames"]) == N:
             raise ValueError(f"{bad[0] if bad else 'index.json'} does not match the window count {N} and dtypes")
     except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        print(f"window cache {cache} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+        need(getattr(e, "errno", None) != errno.EMFILE, f"{entry}: too many open files: an open dataset holds 4 per "
+             f"recording (its memory-mapped arrays); raise the limit (ulimit -n)")
+        print(f"window cache entry {entry} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
               f"rebuilding it", file=sys.stderr)
         return None
     return arrays, index
@@ -428,55 +430,77 @@ def _load_cache(cache, cfg, embed_dim):
 # ----- 4. WindowDataset: what train.py and evaluate.py read -----------------------------------------------------------
 
 class WindowDataset:
-    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split: builds the embedding cache of
-    the whole dataset (or reuses it when its fingerprint matches), keeps the split's windows, served by .batch(idx)."""
+    """Parallel (IMU, video embedding, text embedding) windows of a dataset's split. Opening it builds the cache
+    entries of the whole dataset that are missing (build_cache), then memory-maps those of the split's recordings:
+    .batch(idx) reads a batch's rows from them, so an open split costs memory per recording, not per window. The
+    whole split's arrays (.imu, .video_emb, .text_emb, .labels) are read into memory on first use (evaluation)."""
 
     def __init__(self, root, split, cfg, clip, cache_dir=None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.root, self.split, self.cfg = Path(root), split, cfg
+        self.root, self.split, self.cfg, self.embed_dim = Path(root), split, cfg, clip.embed_dim
+        self.cache_dir = Path(cache_dir or self.root / ".cache" / "windows")
+        self.built = build_cache(self.root, cfg, clip, self.cache_dir)  # (none when every entry is there)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # each memory-mapped array holds a file open:
+        with contextlib.suppress(ValueError, OSError):  # let this process open as many as the system allows
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         paths = list_recordings(self.root)
-        key = cache_fingerprint(paths, cfg, clip)[:24]
-        self.cache_path = Path(cache_dir or self.root / ".cache") / f"windows-{key}"
-        need(self.cache_path.parent.is_dir() or not self.cache_path.parent.exists(),
-              f"{self.cache_path.parent}: the cache directory is a file; remove it")
-        loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
-        self.cache_reused = loaded is not None
-        if loaded is None:
-            print(f"windows: building the embedding cache {self.cache_path} for {len(paths)} recordings",
-                  file=sys.stderr)
-            _build_cache(self.cache_path, paths, cfg, clip)
-            loaded = _load_cache(self.cache_path, cfg, clip.embed_dim)
-        arrays, index = loaded
-        sel = np.flatnonzero([split in ("all", split_of(r, cfg)) for r in index["recording_ids"]])
-        need(len(sel), f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes "
-              f"into it (val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
-        self.imu = arrays["imu"][sel]  # (N, 6, T) float32
-        self.video_emb = arrays["video_emb"][sel]  # (N, D) float32
-        self.text_emb = arrays["text_emb"][sel] if "text_emb" in arrays else None  # (N, D) float32 or None
-        self.labels = arrays["labels"][sel]  # (N,) int64, -1 = no activity
-        self.texts = [index["texts"][i] for i in sel]
-        self.window_ids = [index["window_ids"][i] for i in sel]
-        self.recording_ids = [index["recording_ids"][i] for i in sel]
-        self.frame_index = [(index["recording_ids"][i], index["middle_frames"][i]) for i in sel]
-        self.class_names = tuple(index["class_names"])
-        self.embed_dim = int(index["embed_dim"])
-        self.report = dict(index["report"], split=split, windows_in_split=len(sel),
-                           recordings_in_split=len(set(self.recording_ids)))
+        mine = [p for p in paths if split in ("all", split_of(p.name, cfg))]
+        need(mine, f"{self.root}: the {split!r} split is empty: none of its {len(paths)} recordings hashes into it "
+             f"(val_frac {cfg.val_frac}, test_frac {cfg.test_frac}); add recordings")
+        entries = [_load_entry(entry_path(p, cfg, clip, self.cache_dir), cfg, clip.embed_dim) for p in mine]
+        if any(e is None for e in entries):  # damaged since build_cache checked it: once more, then it must load
+            build_cache(self.root, cfg, clip, self.cache_dir)
+            entries = [_load_entry(entry_path(p, cfg, clip, self.cache_dir), cfg, clip.embed_dim) for p in mine]
+        self.arrays = [arrays for arrays, _ in entries]  # per recording, memory-mapped
+        self.offsets = np.cumsum([0] + [len(index["window_ids"]) for _, index in entries])  # (R + 1,)
+        names = {tuple(index["class_names"]) for _, index in entries}
+        need(len(names) == 1, f"{self.root}: recordings disagree on meta.json class_names: {sorted(names)}")
+        self.class_names = names.pop()
+        self.texts = [t for _, index in entries for t in index["texts"]]
+        self.window_ids = [w for _, index in entries for w in index["window_ids"]]
+        self.recording_ids = [p.name for p, (_, index) in zip(mine, entries) for _ in index["window_ids"]]
+        self.frame_index = [(p.name, f) for p, (_, index) in zip(mine, entries) for f in index["middle_frames"]]
+        dropped = collections.Counter()
+        for _, index in entries:
+            dropped.update(index["drops"])
+        self.report = {"split": split, "recordings": len(mine), "candidates": len(self) + sum(dropped.values()),
+                       "kept": len(self), "dropped": dict(dropped), "distinct_texts": len(set(self.texts))}
+        need(len(self), f"{self.root}: no window of the {split!r} split survived ({self.report})")
 
     def __len__(self):
-        return len(self.labels)
+        return int(self.offsets[-1])
+
+    def rows(self, name, idx):
+        """Rows idx (B,) of the split's array `name`, gathered from the recordings' memory-mapped entries."""
+        idx = np.asarray(idx, dtype=np.int64)
+        part = np.searchsorted(self.offsets, idx, side="right") - 1  # (B,) the recording of each window
+        first = self.arrays[0][name]
+        out = np.empty((len(idx), *first.shape[1:]), first.dtype)  # (B, ...)
+        for p in np.unique(part):
+            out[part == p] = self.arrays[p][name][idx[part == p] - self.offsets[p]]
+        return out
+
+    def whole(self, name):
+        """The split's array `name` (all its rows), read from the entries into memory."""
+        return np.concatenate([arrays[name] for arrays in self.arrays])
+
+    imu = functools.cached_property(lambda self: self.whole("imu"))  # (N, 6, T) float32, read on first use
+    video_emb = functools.cached_property(lambda self: self.whole("video_emb"))  # (N, D) float32
+    labels = functools.cached_property(lambda self: self.whole("labels"))  # (N,) int64, -1 = no activity
+    text_emb = functools.cached_property(  # (N, D) float32, None for sliding windows (no narration)
+        lambda self: self.whole("text_emb") if self.cfg.mode == "narration" else None)
 
     def batch(self, idx):
-        """The windows idx (B,) as tensors, indexed out of the in-memory arrays."""
+        """The windows idx (B,) as tensors, read from the memory-mapped entries."""
         idx = np.asarray(idx, dtype=np.int64)
         return {
-            "imu": torch.from_numpy(self.imu[idx]),  # (B, 6, T)
-            "video_emb": torch.from_numpy(self.video_emb[idx]),  # (B, D)
-            "text_emb": (torch.from_numpy(self.text_emb[idx]) if self.text_emb is not None
+            "imu": torch.from_numpy(self.rows("imu", idx)),  # (B, 6, T)
+            "video_emb": torch.from_numpy(self.rows("video_emb", idx)),  # (B, D)
+            "text_emb": (torch.from_numpy(self.rows("text_emb", idx)) if self.cfg.mode == "narration"
                          else torch.zeros(len(idx), self.embed_dim)),  # (B, D), zeros in sliding mode
             "text": [self.texts[i] for i in idx],
-            "label": torch.from_numpy(self.labels[idx]),  # (B,)
+            "label": torch.from_numpy(self.rows("labels", idx)),  # (B,)
             "window_id": [self.window_ids[i] for i in idx],
         }
 
@@ -565,7 +589,8 @@ def export_labelled(root, out, cfg=None):
           f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
     imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
-        _, rec_imu, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
+        starts, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
+        rec_imu = window_imu(rec, starts, cfg)  # (Nw, 6, T)
         report["unlabelled"] += int((rec_labels < 0).sum())
         imu.append(rec_imu[rec_labels >= 0])
         labels.append(rec_labels[rec_labels >= 0])

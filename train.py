@@ -171,7 +171,7 @@ def main(argv=None):
         window = data.WindowConfig(window_sec=cfg.window_sec, rate_hz=cfg.rate_hz, mode=cfg.windows,
                                    video_mode=cfg.video_mode)
         check_window(encoder, window)
-        train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window, clip, world))
+        train_set, val_set = load_splits(cfg, window, clip, rank, world)
         cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
         trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
         optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -227,12 +227,14 @@ def check_window(encoder: IMUEncoder, window) -> None:
                          f"{window.num_samples} samples; the encoder needs at least {encoder.min_samples()}")
 
 
-def load_splits(cfg: TrainConfig, window, clip, world: int):
-    """The train and val WindowDatasets, with a clear error when there is nothing to train or validate on."""
+def load_splits(cfg: TrainConfig, window, clip, rank: int, world: int):
+    """The train and val WindowDatasets. Rank 0 makes the default dataset if needed; then every process embeds its
+    share of the missing cache entries, and all wait for all before reading them (alone: the same, in one go)."""
     if not cfg.data:  # the default: the synthetic world, made on first use (train.py's one import of sources/)
         from sources.world import default_dataset
-        cfg.data = str(default_dataset())
+        cfg.data = str(rank0_first(rank, world, default_dataset))
     root = Path(cfg.data).resolve()
+    shared(world, lambda: data.build_cache(root, window, clip, rank=rank, world=world))  # also the barrier
     train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
     if len(train_set) < cfg.batch_size * world:
         raise data.DataError(f"{root}: {len(train_set)} training windows of {cfg.window_sec:g} s, fewer than one "
@@ -259,22 +261,27 @@ def processes(device_name: str):
             dist.destroy_process_group()
 
 
-def rank0_first(rank: int, world: int, work):
-    """work() on rank 0 first (it fetches the CLIP weights and builds the embedding cache), then on the others
-    (they read them). An error on rank 0 is sent to every rank, so they all stop instead of waiting forever."""
-    result, error = None, None
-    if rank == 0:
-        try:
-            result = work()
-        except Exception as e:  # noqa: BLE001 (re-raised below, after the other ranks are told)
-            error = e
+def shared(world: int, work):
+    """work() on this process; under torchrun every process then hears whether any failed (an all_gather, which is
+    also a barrier), so that all stop with the first error instead of some waiting forever."""
+    try:
+        result, error = work(), None
+    except Exception as e:  # noqa: BLE001 (raised below, once every process has heard of it)
+        result, error = None, e
     if world > 1:
-        message = [str(error) if error else None]
-        dist.broadcast_object_list(message, src=0)  # also the barrier
-        if message[0] and rank != 0:
-            raise ValueError(message[0])
-    if error:
+        errors = [None] * world
+        dist.all_gather_object(errors, None if error is None else str(error))
+        if error is None and any(errors):
+            raise ValueError(next(e for e in errors if e))
+    if error is not None:
         raise error
+    return result
+
+
+def rank0_first(rank: int, world: int, work):
+    """work() on rank 0 first (it fetches the CLIP weights, or makes the default dataset), then on the others (they
+    read what rank 0 made). An error on rank 0 stops every rank."""
+    result = shared(world, work if rank == 0 else lambda: None)
     return result if rank == 0 else work()
 
 

@@ -5,11 +5,15 @@ annotations/narration.json, under v1/ or v2/. The video is decoded in-process by
 centre-cropped and resized; the IMU keeps Ego4D's own (uncalibrated) units and clock; the "#C" narrations of both
 passes are kept, raw (data.clean_narration cleans them when windows are made).
 
-    python -m sources.ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...] [--size 224]
+    python -m sources.ego4d --root EGO4D_DIR --out data/ego4d [--videos UID,...] [--size 224] [--fps 10] [--workers 4]
+
+An interrupted import resumes: the videos already written (each one atomically) are skipped.
 """
 import argparse
+import contextlib
 import itertools
 import json
+import multiprocessing
 import sys
 import tempfile
 from pathlib import Path
@@ -136,10 +140,41 @@ def _file(root, rel):
     return next((root / v / rel for v in ("v1", "v2") if (root / v / rel).exists()), None)
 
 
-def import_ego4d(root, out, videos=None, size=224):
-    """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out.
+def _import_video(job):
+    """One video -> one recording (a worker's job under --workers): decode, clean the IMU, write. -> its report."""
+    uid, csv_path, mp4, narrations, n_total, out, size, fps = job
+    t_ms, values = _read_csv(csv_path)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
+        frames = _decode_video(mp4, size, tmp, fps)  # (F, S, S, 3)
+        frames_t, duration = np.arange(len(frames)) / fps, len(frames) / fps  # the fps filter's k / fps grid
+        imu_t, imu, rep = _clean_imu(csv_path, t_ms, values, duration)
+        rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
+        meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": fps, "duration_sec": duration,
+                "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
+                "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
+                "ego4d": {"video_uid": uid, "size": size, "import": rep}}
+        data.write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
+    return uid, rep
+
+
+def _imported(out, uid, size, fps):
+    """Whether video uid is already a recording in out (an interrupted import's), imported with the same settings;
+    DataError when it was imported with others."""
+    if not (out / uid).is_dir():
+        return False
+    rec = data.read_recording(out / uid)
+    same = rec.meta.get("video_fps") == fps and rec.frames.shape[1] == size
+    need(same, f"{out / uid}: already imported with --size {rec.frames.shape[1]} --fps {rec.meta.get('video_fps')}; "
+         f"remove it or use another --out")
+    return True
+
+
+def import_ego4d(root, out, videos=None, size=224, fps=FPS, workers=1):
+    """Convert Ego4D videos (full_scale mp4 + IMU CSV + narration.json) into recordings under out, `workers` videos
+    at a time (each video is independent). Videos already in out are skipped, so an interrupted import resumes.
     videos: list of video uids (default: every uid that has both an IMU CSV and an mp4). -> report dict."""
     need(size >= 1, f"--size {size}: must be a positive number of pixels")
+    need(fps > 0 and workers >= 1, f"--fps {fps:g} and --workers {workers}: must be positive")
     root, out = Path(root), Path(out)
     imu_dir = _file(root, "imu")
     need(imu_dir, f"{root}: no v1/imu or v2/imu directory; is this an Ego4D download?")
@@ -149,36 +184,31 @@ def import_ego4d(root, out, videos=None, size=224):
     if videos is None:
         videos = sorted(p.stem for p in imu_dir.glob("*.csv") if _file(root, f"full_scale/{p.stem}.mp4"))
         need(videos, f"{root}: no video has both {imu_dir}/<uid>.csv and full_scale/<uid>.mp4")
-    report = {"narration_file": str(narr_path) if narr_path else None, "videos": {}}
+    report = {"narration_file": str(narr_path) if narr_path else None, "skipped": [], "videos": {}}
     made = [d for d in (out, *out.parents) if not d.exists()]  # the directories this import will create
     try:
+        jobs = []
         for uid in videos:
             csv_path, mp4 = imu_dir / f"{uid}.csv", _file(root, f"full_scale/{uid}.mp4")
             need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
             need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
-            t_ms, values = _read_csv(csv_path)
-            out.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=out, prefix=".ego4d-") as tmp:
-                frames = _decode_video(mp4, size, tmp)  # (F, S, S, 3)
-                frames_t = np.arange(len(frames)) / FPS  # the fps filter emits frames on the k / fps grid
-                duration = len(frames) / FPS
-                imu_t, imu, rep = _clean_imu(csv_path, t_ms, values, duration)
-                narrations, n_total = _narrations(narr_path, narr_json, uid)
-                rep.update(narrations_total=n_total, narrations_kept=len(narrations), frames=len(frames))
-                meta = {"source": "ego4d", "imu_rate_hz": round(rep["rate_hz"], 3), "video_fps": FPS,
-                        "duration_sec": duration,
-                        "imu_units": {"acc": "uncalibrated (Ego4D accl_*)", "gyro": "uncalibrated (Ego4D gyro_*)"},
-                        "imu_frame": "Ego4D head-mounted camera IMU, device axes as in the CSV",
-                        "ego4d": {"video_uid": uid, "import": rep}}
-                data.write_recording(out / uid, imu, imu_t, frames, frames_t, narrations, meta=meta)
-            report["videos"][uid] = rep
-            print(f"ego4d {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} frames, "
-                  f"{rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
+            if _imported(out, uid, size, fps):
+                report["skipped"].append(uid)
+                continue
+            jobs.append((uid, csv_path, mp4, *_narrations(narr_path, narr_json, uid), out, size, fps))
+        out.mkdir(parents=True, exist_ok=True)
+        with multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            done = pool.imap_unordered(_import_video, jobs) if pool else map(_import_video, jobs)
+            for k, (uid, rep) in enumerate(done):
+                report["videos"][uid] = rep
+                print(f"ego4d {k + 1}/{len(jobs)} {uid}: {rep['kept']}/{rep['rows']} IMU rows kept, {rep['frames']} "
+                      f"frames, {rep['narrations_kept']}/{rep['narrations_total']} narrations kept", file=sys.stderr)
     except BaseException:
         for d in made:  # innermost first: a failed import leaves no empty directory behind
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         raise
+    report["videos"] = dict(sorted(report["videos"].items()))  # the same report whatever the workers' order
     return report
 
 
@@ -189,10 +219,13 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="dataset directory to write the recordings into")
     parser.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
     parser.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=FPS, help="frames stored per second; windows use the frame "
+                        "nearest each time they need (default: %(default)s, as the official preprocessing)")
+    parser.add_argument("--workers", type=int, default=1, help="videos decoded in parallel (default: %(default)s)")
     args = parser.parse_args(argv)
     data.check_out_dir(args.out)
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
-    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size), indent=1))
+    print(json.dumps(import_ego4d(args.root, args.out, videos, args.size, args.fps, args.workers), indent=1))
 
 
 if __name__ == "__main__":

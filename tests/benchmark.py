@@ -4,6 +4,7 @@ Not collected by pytest (its name does not start with test_). Run from the repos
 
     python tests/benchmark.py                    # everything, about 15 minutes on a 2-core CPU
     python tests/benchmark.py --skip-quickstart  # without the two end-to-end quickstart runs
+    python tests/benchmark.py --skip-quickstart --skip-cache --clip tiny   # a smoke run of the rest
     python tests/benchmark.py --workdir bench    # keep the quickstart's data, runs and reports in ./bench
     python tests/benchmark.py --results          # only the README's results tables (about 30 minutes, 2 cores)
     python tests/benchmark.py --world            # only the world's IMU<->video figures (below), ~1 h on 2 cores
@@ -19,6 +20,14 @@ It prints one JSON object (and writes it to --out). Figures:
 - retrieval_100k: exact metrics over 100,000 x 100,000 512-d embeddings: time and peak memory,
   measured in a child process so that its peak RSS is its own.
 - quickstart: the README's main command end to end, cold (fresh dataset and cache) and warm.
+- decode: the Ego4D importer's in-process decoder (PyAV) on a 1080p 30 fps video, kept at 10 fps and 224 px.
+- ego4d_projection: Ego4D's IMU subset (836 hours, 13.2 narrations a minute: the Ego4D paper) projected with the
+  rates above: windows, frames and disk at 10 and 2 fps, the cache's disk and build time, the decode time.
+- cache (--skip-cache leaves it out): the per-recording embedding cache on --cache-recordings synthetic recordings
+  of --cache-minutes (32x32 frames): the cold build (seconds, frames embedded), the warm open, the build after one
+  recording is added, the peak RSS of a process that opens the training split (and of one that also reads the
+  split's arrays into memory, as the previous whole-dataset cache did), and a cold build shared by 2 gloo
+  processes: the recordings and frames each embedded.
 
 --results instead regenerates the README's results: train.py trains the three variants (imu,video / imu,text /
 imu,video,text) over --results-seeds seeds on the default dataset (or --results-data), evaluate.py evaluates each
@@ -83,6 +92,9 @@ class BenchConfig:
     world_data: str = data.flag("", "dataset for --world ('' = generate the default one in the work dir)")
     world_seeds: int = data.flag(3, "training seeds for --world")
     world_epochs: int = data.flag(10, "train.py --epochs for --world")
+    cache_recordings: int = data.flag(200, "recordings of the cache figures' dataset (at least 200: issue of scale)")
+    cache_minutes: float = data.flag(1.0, "minutes per recording of the cache figures' dataset")
+    skip_cache: bool = data.flag(False, "skip the cache figures (a cold build of the cache twice: minutes)")
 
 
 def parse_args(argv=None) -> BenchConfig:
@@ -134,8 +146,82 @@ def bench_data_path(root: Path, clip_name: str) -> dict:
             ds.batch(idx)
             n_batches += len(idx)
     seconds = time.perf_counter() - start
-    return {"train_windows": len(ds), "cache_reused": ds.cache_reused,
+    return {"train_windows": len(ds), "entries_built": ds.built,
             "cache_seconds": round(build_or_load, 1), "windows_per_s": round(n_batches / seconds)}
+
+
+class CountingCLIP(clip_vendor.FrozenCLIP):
+    """FrozenCLIP that counts the frames it embeds."""
+    frames = 0
+
+    def embed_images(self, frames):
+        self.frames += len(frames)
+        return super().embed_images(frames)
+
+
+def _build_share(rank, root, cache, clip_name, out):
+    """One of 2 gloo processes building its share of a cold cache (bench_cache)."""
+    import torch.distributed as dist
+    torch.set_num_threads(1)  # two processes on the cores
+    dist.init_process_group("gloo", init_method=f"file://{out}/init", rank=rank, world_size=2)
+    clip, start = CountingCLIP(clip_name), time.perf_counter()
+    built = data.build_cache(root, data.WindowConfig(), clip, cache, rank=rank, world=2)
+    dist.barrier()
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(
+        {"recordings": built, "frames": clip.frames, "seconds": round(time.perf_counter() - start, 1)}))
+    dist.destroy_process_group()
+
+
+def _open_mb(root, clip_name, whole):
+    """Memory [MB] that opening the training split of a warm cache (and reading one batch) adds to a child process
+    beyond its imports (the growth of its peak RSS); with `whole`, the split's arrays are also read into memory, as
+    the previous whole-dataset cache did on every open."""
+    code = f"""
+import resource, sys
+import numpy as np
+sys.path.insert(0, {str(ROOT)!r})
+import clip_vendor, data
+clip, base = clip_vendor.FrozenCLIP({clip_name!r}), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ds = data.WindowDataset({str(root)!r}, "train", data.WindowConfig(), clip)
+ds.batch(np.arange(min(256, len(ds))))
+if {whole}:
+    ds.imu, ds.video_emb, ds.text_emb, ds.labels
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.split()[-1]) / 1024, 1)
+
+
+def bench_cache(cfg: BenchConfig, work: Path) -> dict:
+    """The per-recording cache on --cache-recordings recordings of --cache-minutes: cold build, the build after one
+    recording is added, the warm open, the peak memory of opening the training split, and a cold build shared by 2
+    processes (frames each embedded)."""
+    root = work / "cache-data"
+    scfg = world.SynthConfig(recordings=cfg.cache_recordings, minutes=cfg.cache_minutes, width=32, height=32)
+    world.synthesize(root, scfg)
+    clip, window = CountingCLIP(cfg.clip), data.WindowConfig()
+
+    def timed_build(cache):
+        frames, start = clip.frames, time.perf_counter()
+        built = data.build_cache(root, window, clip, cache)
+        return {"recordings": built, "frames": clip.frames - frames, "seconds": round(time.perf_counter() - start, 1)}
+
+    cold = timed_build(work / "cache")
+    start = time.perf_counter()
+    ds = data.WindowDataset(root, "all", window, clip, cache_dir=work / "cache")
+    warm_open = time.perf_counter() - start
+    plan, _, _, record = world.synthesize_recording(scfg, cfg.cache_recordings)  # one more recording
+    data.write_recording(root / world.recording_name(plan), **record)
+    added = timed_build(work / "cache")
+    memory = {"open_mb": _open_mb(root, cfg.clip, False), "open_and_read_whole_split_mb":
+              _open_mb(root, cfg.clip, True)}
+    with tempfile.TemporaryDirectory() as out:
+        torch.multiprocessing.spawn(_build_share, args=(root, work / "cache-2", cfg.clip, out), nprocs=2)
+        ranks = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in range(2)]
+    return {"recordings": cfg.cache_recordings, "minutes": cfg.cache_minutes, "windows": len(ds),
+            "cold_build": cold, "warm_open_seconds": round(warm_open, 2), "after_adding_one": added,
+            "cold_per_recording_seconds": round(cold["seconds"] / cfg.cache_recordings, 2),
+            "train_split_memory": memory, "two_processes": ranks}
 
 
 def bench_train_step(cfg: BenchConfig) -> dict:
@@ -242,6 +328,51 @@ def bench_world(cfg: BenchConfig, work: Path) -> dict:
         runs.append(scores)
     report["trained"] = {"seeds": cfg.world_seeds, "epochs": cfg.world_epochs, "runs": runs}
     return report
+
+
+def bench_decode(work: Path) -> dict:
+    """The Ego4D importer's decoder (PyAV, in-process) on a 1920x1080 30 fps H.264 video of 10 s, kept at 10 fps
+    and 224 px as the default import does: source frames decoded per second, one process."""
+    import av
+    from sources import ego4d
+    mp4, (h, w), n = work / "decode.mp4", (1080, 1920), 300
+    with av.open(str(mp4), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        y, x = np.mgrid[0:h, 0:w]
+        for k in range(n):  # a moving texture: every frame differs
+            image = np.stack([(x + 7 * k) % 256, (y + 3 * k) % 256, (x + y + 11 * k) % 256], -1).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    start = time.perf_counter()
+    frames = ego4d._decode_video(mp4, 224, work)
+    seconds = time.perf_counter() - start
+    return {"source": f"{w}x{h} at 30 fps, {n} frames", "kept_frames": len(frames), "seconds": round(seconds, 2),
+            "source_frames_per_s": round(n / seconds, 1)}
+
+
+# Ego4D's published figures behind the projection (docs/scale.md): hours of video with IMU (Ego4D, CVPR 2022,
+# Table 1: "IMU 836" hours) and narration density (section 4: "13.2 sentences per minute of video").
+EGO4D_IMU_HOURS, EGO4D_NARRATIONS_PER_MIN = 836, 13.2
+
+
+def ego4d_projection(report: dict) -> dict:
+    """Ego4D's IMU subset, projected from the published hours and narration density and the rates measured above:
+    windows (one per narration), frames and disk of the imported recordings at 10 and 2 fps, the cache's disk and
+    its build time on this machine (one CLIP image per window, each distinct narration once)."""
+    hours, windows = EGO4D_IMU_HOURS, EGO4D_IMU_HOURS * 60 * EGO4D_NARRATIONS_PER_MIN
+    frame_bytes, window_bytes = 224 * 224 * 3, 4 * (6 * 1000 + 2 * 512)  # uint8 frame; IMU + 2 embeddings float32
+    out = {"hours": hours, "windows": round(windows)}
+    for fps in (10, 2):
+        out[f"frames_at_{fps}fps"] = round(hours * 3600 * fps)
+        out[f"recordings_disk_tb_at_{fps}fps"] = round(hours * 3600 * fps * frame_bytes / 1e12, 2)
+    out["cache_disk_gb"] = round(windows * window_bytes / 1e9, 1)
+    if "clip" in report:
+        out["cache_build_hours_here"] = round((windows / report["clip"]["images_per_s"] + windows /
+                                               report["clip"]["texts_per_s"]) / 3600, 1)  # at most: every text new
+    if "decode" in report:
+        out["decode_hours_one_process"] = round(hours * 3600 * 30 / report["decode"]["source_frames_per_s"] / 3600)
+    return out
 
 
 def bench_quickstart(work: Path) -> dict:
@@ -360,7 +491,10 @@ def main(argv=None):
         work = Path(cfg.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         steps = [("clip", lambda: bench_clip(cfg)), ("synth", lambda: bench_synth(work)),
-                 ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg))]
+                 ("train_step", lambda: bench_train_step(cfg)), ("retrieval_100k", lambda: bench_retrieval(cfg)),
+                 ("decode", lambda: bench_decode(work))]
+        if not cfg.skip_cache:
+            steps.append(("cache", lambda: bench_cache(cfg, work)))
         if cfg.world:
             steps = [("world", lambda: bench_world(cfg, work))]
         elif not cfg.skip_quickstart:  # the data path then reads the quickstart's warm cache
@@ -372,6 +506,8 @@ def main(argv=None):
             print(f"benchmark: {name} ...", file=sys.stderr)
             report[name] = fn()
             print(f"benchmark: {name} = {json.dumps(report[name])}", file=sys.stderr)
+    if not cfg.world:
+        report["ego4d_projection"] = ego4d_projection(report)
     report["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     text = json.dumps(report, indent=2)
     data.atomic_write(Path(cfg.out), lambda tmp: tmp.write_text(text + "\n"))

@@ -224,3 +224,58 @@ def test_a_size_below_one_pixel_is_refused_from_python_too(ego4d_root, tmp_path)
     with pytest.raises(data.DataError, match="--size 0: must be a positive number"):
         ego4d.import_ego4d(ego4d_root, tmp_path / "out", size=0)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def three_videos(ego4d_root, tmp_path_factory):
+    """The fixture's video and IMU under three uids."""
+    root = tmp_path_factory.mktemp("three")
+    shutil.copytree(ego4d_root, root, dirs_exist_ok=True)
+    for uid in ("b-second", "c-third"):
+        shutil.copy(root / "v1" / "imu" / f"{UID}.csv", root / "v1" / "imu" / f"{uid}.csv")
+        shutil.copy(root / "v1" / "full_scale" / f"{UID}.mp4", root / "v1" / "full_scale" / f"{uid}.mp4")
+    return root
+
+
+def files(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_workers_write_the_same_recordings(three_videos, tmp_path):
+    one = ego4d.import_ego4d(three_videos, tmp_path / "one", size=32)
+    two = ego4d.import_ego4d(three_videos, tmp_path / "two", size=32, workers=2)
+    assert one == two and len(one["videos"]) == 3
+    assert files(tmp_path / "one") == files(tmp_path / "two")
+
+
+def test_an_interrupted_import_resumes_and_skips_what_it_wrote(three_videos, tmp_path, monkeypatch):
+    decode, decoded = ego4d._decode_video, []
+
+    def decode_two_then_die(mp4, *args):
+        if len(decoded) == 2:
+            raise KeyboardInterrupt
+        decoded.append(mp4.stem)
+        return decode(mp4, *args)
+
+    monkeypatch.setattr(ego4d, "_decode_video", decode_two_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ego4d.import_ego4d(three_videos, tmp_path / "out", size=32)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(decoded)  # nothing half-written
+    monkeypatch.setattr(ego4d, "_decode_video", decode)
+    report = ego4d.import_ego4d(three_videos, tmp_path / "out", size=32)
+    assert sorted(report["skipped"]) == sorted(decoded) and len(report["videos"]) == 1
+    assert files(tmp_path / "out") == files(ego4d.import_ego4d(three_videos, tmp_path / "clean", size=32) and
+                                            tmp_path / "clean")
+    with pytest.raises(data.DataError, match="already imported with --size 32"):
+        ego4d.import_ego4d(three_videos, tmp_path / "out", size=16)
+
+
+def test_a_lower_fps_keeps_fewer_frames_and_windows_use_the_nearest(ego4d_root, tmp_path):
+    ego4d.import_ego4d(ego4d_root, tmp_path / "out", size=32, fps=2)
+    rec = data.read_recording(tmp_path / "out" / UID)
+    assert rec.frames.shape == (6, 32, 32, 3) and rec.meta["video_fps"] == 2
+    np.testing.assert_allclose(rec.frames_t, np.arange(6) / 2)  # frame k at k / fps
+    cfg = data.WindowConfig(window_sec=0.5, rate_hz=100.0, max_gap_sec=0.1)
+    ds = data.WindowDataset(tmp_path / "out", "all", cfg, ConstantCLIP(), cache_dir=tmp_path / "cache")
+    centres = [float(w.split("@")[1]) + 0.25 for w in ds.window_ids]  # windows centred on 0.5 s and 2.2 s
+    assert [f for _, f in ds.frame_index] == [int(np.argmin(np.abs(rec.frames_t - c))) for c in centres] == [1, 4]

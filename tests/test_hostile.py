@@ -72,13 +72,13 @@ def world(tmp_path_factory):
     np.savez(w / "bad" / "overflow.npz", imu=np.full((4, 6, 100), 1e39), labels=np.array([0, 1, 0, 1]),
              class_names=np.array(["a", "b"]), rate_hz=np.float64(50.0))
     (w / "bad" / "latin1.csv").write_bytes("canonical_timestamp_ms,accl_x\n1,\xe9\n".encode("latin-1"))
-    ego = w / "bad" / "ego4d"  # an Ego4D tree whose narration entry for the video is not an object
+    ego = w / "bad" / "ego4d"  # an Ego4D tree whose IMU CSV is not UTF-8 and whose video is not a video
     (ego / "v1" / "imu").mkdir(parents=True)
     (ego / "v1" / "full_scale").mkdir(parents=True)
     (ego / "v1" / "annotations").mkdir(parents=True)
     (ego / "v1" / "imu" / "vid.csv").write_bytes((w / "bad" / "latin1.csv").read_bytes())
     (ego / "v1" / "full_scale" / "vid.mp4").write_bytes(b"not a video")
-    (ego / "v1" / "annotations" / "narration.json").write_text(json.dumps({"vid": ["not", "an", "object"]}))
+    (ego / "v1" / "annotations" / "narration.json").write_text(json.dumps({}))
     ego2 = w / "bad" / "ego4d_narration"  # a readable IMU CSV and video, but a narration entry that is a list
     for part in ("imu", "full_scale", "annotations"):
         (ego2 / "v1" / part).mkdir(parents=True)

@@ -2,6 +2,7 @@
 (one process, resumed, and 2 processes under torchrun)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -345,3 +346,19 @@ def test_bad_input_exits_2_with_one_line(full_run, dataset, tmp_path, capsys):
     line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(full_run), "--resume",
                                           "--batch-size", "32", "--epochs", "6"], capsys)
     assert "learning-rate schedule" in line
+
+
+def test_a_rank_that_fails_to_build_its_share_stops_every_rank(tmp_path):
+    """Under torchrun every rank embeds its share of the cache; rank 1's share (the 2nd, 4th, ... recording) holds
+    a broken recording: both processes stop with exit code 2 and rank 0 prints rank 1's one error line."""
+    world.synthesize(tmp_path / "d", world.SynthConfig(recordings=4, minutes=0.5, width=16, height=16, workers=1))
+    broken = sorted((tmp_path / "d").iterdir())[1] / "imu.npy"
+    broken.write_bytes(b"")
+    env = dict(os.environ, IMU2CLIP_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
+           *FLAGS, "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"), "--batch-size", "4"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and re.search(r"exitcode\s*: 2", done.stderr), done.stderr[-3000:]
+    # the one line, printed by rank 0, is rank 1's: rank 0 built its own share, then heard of rank 1's failure
+    assert len(errors) == 1 and str(broken) in errors[0] and "recordings indexed and embedded by rank 0" in done.stderr

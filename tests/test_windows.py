@@ -6,6 +6,9 @@ a window's IMU span, its frame and its narration can be checked against each oth
 """
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ import torch
 import clip_vendor
 import data
 from data import WindowConfig, WindowDataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeCLIP:
@@ -197,6 +202,10 @@ def test_split_is_by_recording_and_a_pure_function_of_its_id(many, tmp_path):
     assert all(grown[s] > recs[s] for s in recs)  # and the new ones land in every split
 
 
+def entries(cache):
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
+
+
 def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
     cache = tmp_path / "cache"
     cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
@@ -204,6 +213,7 @@ def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
     first = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
     assert clip.images == len(set(first.frame_index)) and clip.text_calls == 1  # each frame and text embedded once
     assert first.report["distinct_texts"] == 15  # "waits" is shared by the 7 recordings
+    assert first.built == 7 and len(entries(cache)) == 7  # one entry per recording
 
     def calls(cfg, clip, root=many):
         before = clip.image_calls + clip.text_calls
@@ -211,51 +221,128 @@ def test_cache_reused_and_rebuilt_when_an_input_changes(many, tmp_path):
         return clip.image_calls + clip.text_calls - before, ds
 
     n, same = calls(cfg, clip)
-    assert n == 0 and same.cache_reused
+    assert n == 0 and same.built == 0
     np.testing.assert_array_equal(same.imu, first.imu)
     np.testing.assert_array_equal(same.text_emb, first.text_emb)
     assert calls(WindowConfig(window_sec=2.5, rate_hz=50.0), clip)[0] > 0  # window changed
     assert calls(WindowConfig(window_sec=2.0, rate_hz=50.0, video_mode="clip_avg_frames"), clip)[0] > 0
     assert calls(cfg, FakeCLIP("fake-v2"))[0] > 0  # CLIP weights changed
-    # data changed: one recording is rewritten with one more narration
+    # data changed: one recording is rewritten with one more narration; only it is embedded again
     shutil.rmtree(many / "r3")
     make_recording(many / "r3", duration=8.0, imu_hz=100.0, seed=3,
                    narrations=[(2.5, "#C C does 3a"), (4.0, "#C C does 3b"), (5.5, "#C C waits"),
                                (6.0, "#C C sits")], segments=[(0.0, 8.0, data.ACTIVITIES[0])])
+    images = clip.images
     n, changed = calls(cfg, clip)
-    assert n > 0 and len(changed) == len(first) + 1
-    assert calls(cfg, clip)[0] == 0  # and that new cache is reused in turn
+    assert n == 2 and changed.built == 1 and len(changed) == len(first) + 1  # one image call, one text call
+    assert clip.images - images == len({f for r, f in changed.frame_index if r == "r3"})
+    np.testing.assert_array_equal(changed.imu[[i for i, r in enumerate(changed.recording_ids) if r != "r3"]],
+                                  first.imu[[i for i, r in enumerate(first.recording_ids) if r != "r3"]])
+    assert calls(cfg, clip)[0] == 0  # and that new entry is reused in turn
 
 
-def test_damaged_cache_file_is_rebuilt(many, tmp_path, capsys):
-    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+def test_adding_a_recording_embeds_only_it_and_removing_one_embeds_nothing(many, tmp_path):
+    cache, cfg = tmp_path / "cache", WindowConfig(window_sec=2.0, rate_hz=50.0)
     clip = FakeCLIP()
-    first = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    imu_file = first.cache_path / "imu.npy"
-    with open(imu_file, "r+b") as f:
-        f.truncate(imu_file.stat().st_size // 2)
-    capsys.readouterr()
-    again = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not again.cache_reused and clip.images == 2 * len(set(first.frame_index))
-    assert "rebuilding" in capsys.readouterr().err
-    np.testing.assert_array_equal(again.imu, first.imu)
-    np.save(first.cache_path / "video_emb.npy", first.video_emb[:-1])  # a readable array with one row missing
-    third = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not third.cache_reused and "rebuilding" in capsys.readouterr().err
-    np.testing.assert_array_equal(third.video_emb, first.video_emb)
-    shutil.rmtree(first.cache_path)
-    first.cache_path.write_text("not a directory")  # the cache directory replaced by a file
-    fourth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not fourth.cache_reused and first.cache_path.is_dir()
-    np.testing.assert_array_equal(fourth.imu, first.imu)
-    assert not list((tmp_path / "cache").glob(".*tmp-*"))  # no temporary left behind
-    np.save(first.cache_path / "labels.npy", first.labels.astype(np.float64))  # right shape, wrong dtype
-    fifth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")
-    assert not fifth.cache_reused and fifth.labels.dtype == np.int64
-    index = json.loads((first.cache_path / "index.json").read_text())
-    (first.cache_path / "index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "class_names"}))
-    sixth = WindowDataset(many, "all", cfg, clip, cache_dir=tmp_path / "cache")  # a key missing from the index
-    assert not sixth.cache_reused and sixth.class_names == first.class_names
+    before = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    make_recording(many / "r9", duration=8.0, imu_hz=100.0, seed=9, narrations=[(3.0, "#C C is new"),
+                                                                                 (5.0, "#C C waits")])
+    images, texts = clip.images, clip.text_calls
+    grown = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    new_frames = {f for r, f in grown.frame_index if r == "r9"}
+    assert grown.built == 1 and clip.images - images == len(new_frames) == 2  # the new recording's frames only
+    assert clip.text_calls - texts == 1 and len(grown) == len(before) + 2
+    shutil.rmtree(many / "r9")
+    shutil.rmtree(many / "r0")
+    images, texts = clip.images, clip.text_calls
+    shrunk = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    assert shrunk.built == 0 and (clip.images, clip.text_calls) == (images, texts)
+    assert set(shrunk.recording_ids) == set(before.recording_ids) - {"r0"}
+
+
+def test_an_interrupted_build_resumes_without_embedding_its_finished_entries(many, tmp_path, monkeypatch):
+    cache, cfg = tmp_path / "cache", WindowConfig(window_sec=2.0, rate_hz=50.0)
+    clip, write, written = FakeCLIP(), data._write_entry, []
+
+    def write_three_then_die(entry, arrays, index):
+        if len(written) == 3:
+            raise KeyboardInterrupt  # killed while building the fourth entry
+        write(entry, arrays, index)
+        written.append(entry.name.split("-")[0])
+
+    monkeypatch.setattr(data, "_write_entry", write_three_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    monkeypatch.setattr(data, "_write_entry", write)
+    assert len(entries(cache)) == 3 and not list(cache.glob(".*tmp-*"))  # the finished ones, nothing half-written
+    fresh = FakeCLIP()
+    resumed = WindowDataset(many, "all", cfg, fresh, cache_dir=cache)
+    assert resumed.built == 4 and len(entries(cache)) == 7
+    assert fresh.images == len({(r, f) for r, f in resumed.frame_index if r not in written})  # the other 4 only
+    clean = WindowDataset(many, "all", cfg, FakeCLIP(), cache_dir=tmp_path / "clean")
+    np.testing.assert_array_equal(resumed.imu, clean.imu)
+    np.testing.assert_array_equal(resumed.video_emb, clean.video_emb)
+    assert resumed.window_ids == clean.window_ids
+
+
+def test_a_damaged_entry_rebuilds_only_itself(many, tmp_path, capsys):
+    cache, cfg = tmp_path / "cache", WindowConfig(window_sec=2.0, rate_hz=50.0)
+    clip = FakeCLIP()
+    first = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+    first.imu, first.video_emb  # read into memory now: the entries it maps are damaged in place below
+    r2 = cache / next(e for e in entries(cache) if e.startswith("r2-"))
+    frames_r2 = len({f for r, f in first.frame_index if r == "r2"})
+
+    def reopen():
+        images = clip.images
+        ds = WindowDataset(many, "all", cfg, clip, cache_dir=cache)
+        assert ds.built == 1 and clip.images - images == frames_r2, "only the damaged entry is embedded again"
+        assert "rebuilding" in capsys.readouterr().err and not list(cache.glob(".*tmp-*"))
+        np.testing.assert_array_equal(ds.imu, first.imu)
+        np.testing.assert_array_equal(ds.video_emb, first.video_emb)
+        return ds
+
+    with open(r2 / "imu.npy", "r+b") as f:
+        f.truncate((r2 / "imu.npy").stat().st_size // 2)
+    reopen()
+    np.save(r2 / "video_emb.npy", np.load(r2 / "video_emb.npy")[:-1])  # a readable array with one row missing
+    reopen()
+    np.save(r2 / "labels.npy", np.load(r2 / "labels.npy").astype(np.float64))  # right shape, wrong dtype
+    assert reopen().labels.dtype == np.int64
+    index = json.loads((r2 / "index.json").read_text())
+    (r2 / "index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "class_names"}))
+    reopen()
+    shutil.rmtree(r2)
+    r2.write_text("not a directory")  # the entry replaced by a file
+    reopen()
+
+
+def build_on_two_ranks(rank, root, cache, init_file, out):
+    """One of 2 gloo processes: build this rank's share of the cache, wait for the other, open the whole dataset."""
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    cfg, clip = WindowConfig(window_sec=2.0, rate_hz=50.0), FakeCLIP()
+    built = data.build_cache(root, cfg, clip, cache, rank=rank, world=2)
+    dist.barrier()
+    ds = WindowDataset(root, "all", cfg, clip, cache_dir=cache)
+    np.savez(out / f"rank{rank}.npz", built=built, images=clip.images, opened=ds.built, imu=ds.imu,
+             ids=np.array(ds.window_ids))
+    dist.destroy_process_group()
+
+
+def test_every_rank_embeds_only_its_share_then_reads_them_all(many, tmp_path):
+    torch.multiprocessing.spawn(build_on_two_ranks, args=(many, tmp_path / "cache", tmp_path / "init", tmp_path),
+                                nprocs=2)
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    alone = WindowDataset(many, "all", WindowConfig(window_sec=2.0, rate_hz=50.0), FakeCLIP(),
+                          cache_dir=tmp_path / "alone")
+    shares = [set(alone.recording_ids[i] for i in range(len(alone))
+                  if sorted(set(alone.recording_ids)).index(alone.recording_ids[i]) % 2 == r) for r in range(2)]
+    for r, got in enumerate(ranks):
+        assert got["built"] == len(shares[r]) == (4, 3)[r] and got["opened"] == 0  # its share; then nothing left
+        assert got["images"] == len({f for f in alone.frame_index if f[0] in shares[r]})
+        np.testing.assert_array_equal(got["imu"], alone.imu)  # both read the same, whole dataset
+        assert got["ids"].tolist() == alone.window_ids
 
 
 def test_export_and_load_labelled(many, tmp_path):
@@ -327,3 +414,24 @@ def test_labelled_rate_must_be_a_number(tmp_path):
                  class_names=np.array(["a", "b"]), rate_hz=rate)
         with pytest.raises(data.DataError, match="rate_hz must be one positive number"):
             data.load_labelled(tmp_path / "lab.npz")
+
+
+def test_too_few_open_files_is_one_clear_error_not_a_rebuild(many, tmp_path):
+    """An open split holds 4 memory-mapped files per recording (7 here): opening it raises the soft limit to the
+    hard one, and where even the hard limit is too low it says so (ulimit -n) instead of taking the entries for
+    damaged and rebuilding them."""
+    cfg = WindowConfig(window_sec=2.0, rate_hz=50.0)
+    WindowDataset(many, "all", cfg, FakeCLIP(), cache_dir=tmp_path / "cache")  # built here, with the usual limit
+    code = f"""
+import resource, sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+import data
+from test_windows import FakeCLIP
+resource.setrlimit(resource.RLIMIT_NOFILE, (24, {{hard}}))  # too few for 7 x 4 memory-mapped files
+data.WindowDataset({str(many)!r}, "all", data.WindowConfig(window_sec=2.0, rate_hz=50.0), FakeCLIP(),
+                   cache_dir={str(tmp_path / "cache")!r})
+"""
+    raised = subprocess.run([sys.executable, "-c", code.format(hard=4096)], capture_output=True, text=True)
+    assert raised.returncode == 0 and "rebuilding" not in raised.stderr, raised.stderr
+    low = subprocess.run([sys.executable, "-c", code.format(hard=24)], capture_output=True, text=True)
+    assert "too many open files" in low.stderr and "ulimit -n" in low.stderr and "rebuilding" not in low.stderr
