@@ -53,7 +53,8 @@ class TrainConfig:
     batch_size: int = flag(64, "windows per step and process; the negatives are the global batch (x processes)",
                            at_least=2)
     lr: float = flag(2e-4, "peak learning rate; official code", above=0)
-    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay; 0 = the official code's plain Adam", at_least=0)
+    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay of the weight matrices and conv kernels (not of "
+                                    "tau, biases, norms); 0 = the official code's plain Adam", at_least=0)
     warmup_steps: int = flag(0, "linear learning-rate warm-up steps", at_least=0)
     cosine: bool = flag(False, "cosine decay of the learning rate to 0 after the warm-up (else constant)")
     grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping",
@@ -174,7 +175,7 @@ def main(argv=None):
         train_set, val_set = rank0_first(rank, world, lambda: load_splits(cfg, window, clip, world))
         cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
         trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
-        optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(trainable, cfg)
         start_epoch, step, best = resume(ckpt, cfg, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
         model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
@@ -214,6 +215,15 @@ def main(argv=None):
 
 
 # ----- Helpers of the main path: set-up, resume, progress and the end of an epoch -------------------------------------
+
+def make_optimizer(trainable: Trainable, cfg: TrainConfig):
+    """AdamW that decays only the weight matrices and conv kernels (parameters of 2 or more dimensions, nanoGPT's
+    rule): pulling log(1/tau) towards 0 would push tau towards 1, and biases and norms have no reason to shrink.
+    With --weight-decay 0 (the default) both groups take plain Adam's steps, the official optimizer's."""
+    params = list(trainable.parameters())
+    return torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+
 
 def set_lr(optimizer, lr: float) -> float:
     for group in optimizer.param_groups:

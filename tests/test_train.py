@@ -242,6 +242,38 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
         [r["loss"] for r in _log(full_run, "train") if r["epoch"] > 2]
 
 
+def test_weight_decay_reaches_only_weight_matrices_and_kernels(dataset, tmp_path):
+    """--weight-decay pulls the conv kernels and the GRU's matrices (2 or more dimensions) towards 0, never the
+    temperature, the biases or the GroupNorm parameters: read back from the optimizer state train.py saves, where
+    each parameter's moments have its shape."""
+    out = tmp_path / "wd"
+    train.main(FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32", "--epochs", "1",
+                        "--weight-decay", "0.1"])
+    opt = torch.load(out / "checkpoint.pt", weights_only=True)["optimizer"]
+    decay_by_dims = [(opt["state"][i]["exp_avg"].dim(), group["weight_decay"])
+                     for group in opt["param_groups"] for i in group["params"]]
+    assert {dims for dims, _ in decay_by_dims} == {0, 1, 2, 3}  # tau, norms and GRU biases, GRU matrices, kernels
+    assert all(decay == (0.1 if dims >= 2 else 0.0) for dims, decay in decay_by_dims), decay_by_dims
+
+
+def test_default_optimizer_steps_as_the_official_plain_adam():
+    """With --weight-decay 0 (the default), the two parameter groups take exactly the steps of torch.optim.Adam over
+    every parameter (the official optimizer), bit for bit."""
+    cfg, g = train.TrainConfig(), torch.Generator().manual_seed(0)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16)), Temperature(0.1, learn=True)))
+    ours, adam = train.make_optimizer(models[0], cfg), torch.optim.Adam(models[1].parameters(), lr=cfg.lr)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g) for p in models[0].parameters()]
+        for model, opt in zip(models, (ours, adam)):
+            for p, grad in zip(model.parameters(), grads):
+                p.grad = grad.clone()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+
+
 def _one_step_worker(rank, world, store, out_dir):
     """One training step of 16 windows on each of 2 gloo processes, through train.py's own pieces, in float64:
     with the gather (as train.py runs) and without it (each process sees only its own 16 negatives)."""
