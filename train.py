@@ -176,14 +176,14 @@ def main(argv=None):
         cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
         trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
         optimizer = make_optimizer(trainable, cfg)
-        start_epoch, step, best = resume(ckpt, cfg, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
+        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
+               "clip": clip.info(), "data": cfg.data, "processes": world, "recordings": {  # what defines the run,
+                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
+        start_epoch, step, best = resume(ckpt, run, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
         model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
-        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
-               "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
-                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
         log = Log(out, rank, cfg, step, header={  # log.jsonl started (or trimmed), config.json, the first line
-            "event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
+            "event": "start", **run, "encoder_parameters": num_parameters(encoder),
             "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
             "resumed_at_epoch": start_epoch or None})
         B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
@@ -288,23 +288,34 @@ def rank0_first(rank: int, world: int, work):
     return result if rank == 0 else work()
 
 
-def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
-    """ValueError unless the checkpoint was trained with this CLIP and the same run-defining flags."""
+def check_resumable(ckpt: dict, run: dict, clip, path: Path) -> None:
+    """ValueError unless the checkpoint was trained with this CLIP, the same run-defining flags, process count and
+    train/val recordings: else the schedule, the shuffle, the global batch or the split would silently change."""
+    cfg, was = run["config"], ckpt["config"]
     if ckpt["clip"].get("fingerprint") != clip.fingerprint:
         raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.fingerprint}; pass "
                          f"the same --clip/--clip-weights or a new --out")
-    if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
-        raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
+    if cfg["cosine"] and was.get("epochs") != cfg["epochs"]:
+        raise ValueError(f"{path}: trained with --cosine over {was.get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
-    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE):
-        if ckpt["config"].get(name) != getattr(cfg, name):
-            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
-                             f"not {getattr(cfg, name)}; resume with the same flags")
+    for name in (k for k in cfg if k not in RESUME_MAY_CHANGE):
+        if was.get(name) != cfg[name]:
+            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {was.get(name)}, not {cfg[name]}; "
+                             f"resume with the same flags")
+    if ckpt.get("processes") != run["processes"]:
+        raise ValueError(f"{path}: trained on {ckpt.get('processes', 'an unrecorded number of')} process(es), not "
+                         f"{run['processes']}; resume under the same process count")
+    for part in ("train", "val"):
+        changed = sorted(set(ckpt["recordings"][part]) ^ set(run["recordings"][part]))  # added or removed since
+        if changed:
+            raise ValueError(f"{path}: {len(changed)} {part} recording(s) added to or removed from the dataset since "
+                             f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); resume on the same "
+                             f"recordings, or start a new --out")
 
 
-def resume(ckpt: dict, cfg: TrainConfig, clip, trainable: Trainable, optimizer, out: Path):
+def resume(ckpt: dict, run: dict, clip, trainable: Trainable, optimizer, out: Path):
     """--resume: the checkpoint's weights and optimizer state loaded in place -> (epoch, step, best val MRR)."""
-    check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
+    check_resumable(ckpt, run, clip, out / "checkpoint.pt")
     try:
         trainable.encoder.load_state_dict(ckpt["imu_encoder"])
         trainable.temperature.load_state_dict(ckpt["temperature"])

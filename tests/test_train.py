@@ -377,3 +377,21 @@ def test_bad_input_exits_2_with_one_line(full_run, dataset, tmp_path, capsys):
     line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(full_run), "--resume",
                                           "--batch-size", "32", "--epochs", "6"], capsys)
     assert "learning-rate schedule" in line
+
+
+@pytest.mark.parametrize("part, edit", [("processes", "2"), ("train", "added"), ("val", "removed")])
+def test_resume_refuses_another_process_count_or_other_recordings(full_run, dataset, tmp_path, capsys, part, edit):
+    """--resume refuses what would silently change the shuffle, the global batch or the split: another process
+    count, or another set of train/val recordings (a recording added to the dataset since), naming what differs."""
+    ckpt = torch.load(full_run / "checkpoint.pt", weights_only=True)
+    if part == "processes":
+        ckpt["processes"], expected = 2, "2 process"  # trained under torchrun --nproc_per_node=2
+    elif edit == "added":  # the dataset has gained this training recording since the checkpoint was written
+        expected = ckpt["recordings"]["train"].pop(0)
+    else:  # a validation recording the checkpoint lists is gone from the dataset
+        ckpt["recordings"]["val"].append(expected := "gone_recording")
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
+    line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(tmp_path / "run"), "--batch-size", "32",
+                                          "--resume"], capsys)
+    assert expected in line and (part in line or "process" in line), line
