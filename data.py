@@ -30,6 +30,7 @@ import math
 import os
 import re
 import shutil
+import string
 import sys
 import zipfile
 from dataclasses import dataclass, field, fields, replace
@@ -170,12 +171,13 @@ def list_recordings(root):
 
 
 def clean_narration(text):
-    """Ego4D narration -> caption: drop the "#C C " camera-wearer tag, "#unsure" -> "something",
-    drop other "#" tags' hash, collapse whitespace, lowercase."""
-    text = re.sub(r"#unsure", "something", text, flags=re.IGNORECASE)
-    text = re.sub(r"^\s*#c\s+c\s+", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"#([a-z])\b", r"\1", text, flags=re.IGNORECASE)
-    return " ".join(text.split()).lower()
+    """Ego4D narration -> caption, cleaned as the official code cleans it: every camera-wearer tag ("#C C", "#C")
+    removed wherever it is, "#unsure" -> "something", surrounding whitespace and punctuation stripped, lower case,
+    cut to 128 characters; other tags stay ("#O man" -> "#o man"). Unlike the official code, the tags are matched in
+    any case ("#c c" is the same tag) and inner whitespace is collapsed, so that equal sentences are equal text."""
+    text = re.sub(r"#c\b(\s+c\b)?", "", text, flags=re.IGNORECASE)  # "#C C picks" -> " picks"; "#C Cuts" keeps "Cuts"
+    text = re.sub(r"#unsure\b", "something", text, flags=re.IGNORECASE)
+    return " ".join(text.split()).strip(string.punctuation + " ").lower()[:128]
 
 
 # ----- 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split -------------------
@@ -332,7 +334,7 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
 
 # ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once per dataset --------
 
-CACHE_VERSION = 2  # bump when the cache layout or the window maths change: old caches are then ignored
+CACHE_VERSION = 3  # bump when the cache layout, the window maths or the text cleaning change: old caches are ignored
 
 
 def _recording_fingerprint(path):

@@ -224,3 +224,13 @@ def test_a_size_below_one_pixel_is_refused_from_python_too(ego4d_root, tmp_path)
     with pytest.raises(data.DataError, match="--size 0: must be a positive number"):
         ego4d.import_ego4d(ego4d_root, tmp_path / "out", size=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_narrations_of_the_camera_wearer_are_kept_in_any_case():
+    # the official filter keeps a narration when "#c" is in it, in any case; "#O" narrations about others are not kept
+    entry = {"narration_pass_1": {"narrations": [
+        {"narration_text": text, "timestamp_sec": float(t)} for t, text in enumerate(
+            ["#C C picks a cup.", "#c c opens the door", "#O man X talks", "#O woman Y gives #C C a cup", "#Unsure"])]}}
+    kept, total = ego4d._narrations("n.json", {"u": entry}, "u")
+    assert total == 5 and [n["text"] for n in kept] == ["#C C picks a cup.", "#c c opens the door",
+                                                         "#O woman Y gives #C C a cup"]

@@ -164,6 +164,24 @@ def test_batch_serves_the_indexed_windows(one, tmp_path):
     assert batch["text"] == [ds.texts[i] for i in idx] and batch["window_id"] == [ds.window_ids[i] for i in idx]
 
 
+@pytest.mark.parametrize("raw, caption", [  # Ego4D narrations, cleaned by hand as the official code cleans them
+    ("#C C picks a cup.", "picks a cup"),  # the same text group as the next one, punctuation or not
+    ("#C C picks a cup", "picks a cup"),
+    ("  #C C Picks A Cup!  ", "picks a cup"),
+    ("#C C looks at #O man", "looks at #o man"),  # other people's tags stay, as in the official code
+    ("#C C picks a cup #C C puts it in the sink.", "picks a cup puts it in the sink"),  # a tag mid-sentence
+    ("#c c opens the door", "opens the door"),  # the tag in lower case (official: "c c opens the door")
+    ("#C C holds #unsure", "holds something"),
+    ("#C C holds #Unsure.", "holds something"),
+    ("#O woman Y gives #C C a cup", "o woman y gives a cup"),  # a leading "#" is punctuation, stripped
+    ("#C C Cuts the bread", "cuts the bread"),  # "C" starting a word is not the tag
+    ("#C C " + "a" * 200, "a" * 128),  # cut to 128 characters
+    ("#C C ...", ""),  # nothing left: the window is dropped (counted as empty_text)
+])
+def test_narrations_are_cleaned_as_the_official_code_does(raw, caption):
+    assert data.clean_narration(raw) == caption
+
+
 @pytest.fixture
 def many(tmp_path):
     root = tmp_path / "many"
