@@ -5,8 +5,8 @@
    one; "text->video (clip)" is CLIP's own Text->Video, its bound (at chance for a random-init CLIP).
 2. Activity recognition (4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe on the
    frozen encoder, the fine-tuned encoder and the same architecture from scratch: at most --steps steps on the train
-   split (or --train-fraction of it), early-stopped on the validation recordings (for a labelled .npz, a stratified
-   20% of its train split), over --seeds seeds (mean ± std).
+   split (or --train-fraction of it), early-stopped on the validation recordings (for a labelled .npz, 20% of the
+   groups of its train split, or without groups a stratified 20% of its windows), over --seeds seeds (mean ± std).
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
@@ -612,8 +612,10 @@ def labelled_splits(cfg, root, window, clip):
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y, part = lab.imu, lab.labels, lab.split.astype("<U5")  # part: "train" | "test"
         train = np.flatnonzero(part == "train")
-        part[train[data.stratified_split(y[train], 0.2, seed=0)[1]]] = "val"  # early stopping on 20% of train
-        source, val_source, names = str(cfg.labelled), "20% of train", lab.class_names
+        groups = None if lab.groups is None else lab.groups[train]  # (N_train,) recordings, or None
+        part[train[data.split_off(y[train], groups, 0.2, seed=0)[1]]] = "val"  # early stopping on 20% of train
+        source, names = str(cfg.labelled), lab.class_names
+        val_source = "20% of train " + ("windows" if groups is None else "groups")
     else:  # the dataset's labelled windows, each in the split of its recording
         ds = data.WindowDataset(root, "all", window, clip)
         keep = ds.labels >= 0
@@ -649,6 +651,9 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     if "retrieval" in steps and not has_text:
         warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
     lab = labelled_splits(cfg, root, window, clip) if set(steps) & set(VARIANTS) else None
+    if lab is not None and lab.val_source.endswith("windows"):  # a labelled file without groups
+        warn(report, f"{lab.source}: no groups array (the recording of each window), so its validation windows (and "
+                     f"test windows, without a split array) are drawn one by one and may overlap fitted ones in time")
     if lab is not None and len(lab.parts["val"][1]) == 0:
         warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
     return test, lab

@@ -461,6 +461,48 @@ def test_pooled_retrieval_and_labelled_npz_at_another_rate(world, tmp_path):
     assert r["directions"]["text->imu"]["chance"]["R@1"] >= 0.25  # repeated narrations: more right answers
 
 
+def overlapping_windows_file(path, groups=True, split=None, recordings=6, per_recording=12, rate_hz=20.0):
+    """A labelled file of 2 s windows every 1 s (neighbours overlap by half, as export-labelled's do) whose IMU
+    encodes where each window is: channel 0 is the time in its recording, channel 1 the recording's index."""
+    T, rec, k = int(2 * rate_hz), np.repeat(np.arange(recordings), per_recording), np.tile(np.arange(per_recording),
+                                                                                           recordings)
+    imu = np.zeros((len(rec), 6, T), np.float32)
+    imu[:, 0] = k[:, None] + np.arange(T) / rate_hz  # window k spans [k, k + 2) seconds
+    imu[:, 1] = rec[:, None]
+    arrays = dict(imu=imu, labels=k % 3, class_names=np.array(["a", "b", "c"]), rate_hz=np.float64(rate_hz))
+    arrays.update({"groups": np.array([f"rec{r}" for r in rec])} if groups else {})
+    arrays.update({"split": split(rec)} if split is not None else {})
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("split", [None, lambda rec: np.where(rec < 4, "train", "test")])
+def test_labelled_groups_keep_fit_validation_and_test_apart_in_time(tmp_path, split):
+    # with a groups array, no window that stops early stopping (val) or is tested overlaps a fitted one in time:
+    # whole recordings go to validation, and to test when the file has no split
+    path = overlapping_windows_file(tmp_path / "lab.npz", split=split)
+    lab = ev.labelled_splits(ev.EvalConfig(labelled=str(path)), None, data.WindowConfig(rate_hz=20.0), None)
+    spans = {p: [(int(x[1, 0]), float(x[0, 0]), float(x[0, 0]) + 2.0) for x in lab.parts[p][0]] for p in lab.parts}
+    assert all(spans.values()) and sum(map(len, spans.values())) == 72
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        overlaps = [(u, v) for u in spans[a] for v in spans[b] if u[0] == v[0] and u[1] < v[2] and v[1] < u[2]]
+        assert not overlaps, (a, b, overlaps[:3])
+    assert {r for r, _, _ in spans["val"]}.isdisjoint(r for r, _, _ in spans["train"])
+
+
+def test_labelled_file_without_groups_warns_of_overlap(world, tmp_path, capsys):
+    path = overlapping_windows_file(tmp_path / "lab.npz", groups=False)
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--steps", "2", "--out",
+             str(tmp_path / "eval")])
+    warnings = json.loads((tmp_path / "eval" / "metrics.json").read_text())["warnings"]
+    assert [w for w in warnings if "overlap" in w] and "overlap" in capsys.readouterr().err
+    path = overlapping_windows_file(tmp_path / "lab.npz", groups=True)
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--steps", "2", "--out",
+             str(tmp_path / "eval")])
+    assert not json.loads((tmp_path / "eval" / "metrics.json").read_text())["warnings"]
+
+
 def test_checkpoint_without_text_warns(world, tmp_path, capsys):
     ckpt = save(world["ckpt"], tmp_path / "best.pt", **{"config.modalities": "imu,video"})
     ev.main(["--task", "zeroshot", "--checkpoint", ckpt, "--out", str(tmp_path / "eval")])

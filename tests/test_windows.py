@@ -290,6 +290,7 @@ def test_export_and_load_labelled(many, tmp_path):
         rows = slice(k * per_rec, (k + 1) * per_rec)
         assert (lab.labels[rows] == k % 3).all()
         assert set(lab.split[rows]) == {"test" if f"r{k}" in test_recs else "train"}
+        assert set(lab.groups[rows]) == {f"r{k}"}  # the recording: what evaluation splits validation by
     half = data.load_labelled(out, rate_hz=25.0)  # resampled on load; 25 Hz samples fall on 50 Hz ones
     assert half.imu.shape == (len(lab.labels), 6, 50)
     np.testing.assert_allclose(half.imu, lab.imu[:, :, ::2], atol=1e-5)
