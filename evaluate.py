@@ -134,16 +134,17 @@ def group_ids(key):
 # ----- Activity recognition: metrics, zero-shot, supervised variants --------------------------------------------------
 
 def classification_metrics(labels, predictions, n_classes):
-    """Accuracy, macro-F1 over the classes present in `labels` (predicting an absent class still lowers the F1 of
-    the true one) and the confusion matrix (rows: true class, columns: predicted class)."""
+    """Accuracy, macro-F1 as torchmetrics (the official code) computes it: over the classes that are true or
+    predicted at least once (a predicted class absent from `labels` scores 0), and the confusion matrix (rows: true
+    class, columns: predicted class)."""
     y, p = (torch.as_tensor(v, dtype=torch.int64) for v in (labels, predictions))  # (N,) each
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp = confusion.diag().double()  # (K,)
     precision = tp / confusion.sum(0).clamp(min=1)  # (K,) over predicted columns
     recall = tp / confusion.sum(1).clamp(min=1)  # (K,) over true rows
     f1 = torch.where(tp > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
-    present = confusion.sum(1) > 0  # (K,) classes in the test labels
-    return {"accuracy": float((y == p).double().mean()), "macro_f1": float(f1[present].mean()),
+    scored = confusion.sum(0) + confusion.sum(1) > 0  # (K,) tp + fp + fn > 0: true or predicted at least once
+    return {"accuracy": float((y == p).double().mean()), "macro_f1": float(f1[scored].mean()),
             "confusion": confusion.tolist()}
 
 

@@ -212,6 +212,15 @@ def test_classification_metrics_hand_counted():
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
 
 
+def test_macro_f1_counts_a_predicted_absent_class_as_torchmetrics_does():
+    # torchmetrics' macro F1 (the official code's) averages over the classes with tp + fp + fn > 0: class 2 is
+    # predicted once but absent from the labels, so it scores 0 and counts; class 3 appears nowhere and is left out
+    m = ev.classification_metrics([0, 0, 1, 1], [0, 2, 1, 1], 4)
+    # F1 per class: 0: P 1 R 1/2 -> 2/3; 1: P 1 R 1 -> 1; 2: P 0 R 0 (tp + fp + fn = 1) -> 0; 3: not scored
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["accuracy"] == pytest.approx(3 / 4)
+
+
 def test_zero_shot_on_hand_made_embeddings():
     class_emb = np.array([[1, 0, 0, 0], [0, 5, 0, 0], [0, 0, 0.1, 0]], np.float32)  # norms differ on purpose
     imu = np.array([[0.2, 0.9, 0, 0.3], [3, 0.5, 0.5, 0], [0, 0.1, 0.2, 0], [-1, -1, 0.01, 0]], np.float32)
