@@ -333,18 +333,6 @@ def _canvas(size, title):
     return canvas, draw
 
 
-def _polyline(values, x0, x1, y_of):
-    """Points of a polyline over [x0, x1]; long signals become a min/max envelope per pixel column."""
-    n, cols = len(values), max(2, int(x1 - x0))
-    if n <= 2 * cols:
-        return list(zip(np.linspace(x0, x1, n).tolist(), y_of(values).tolist()))
-    edges = np.linspace(0, n, cols + 1).astype(int)[:-1]
-    lo, hi = np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
-    xs = np.repeat(np.linspace(x0, x1, cols), 2)
-    ys = y_of(np.stack([lo, hi], axis=1).reshape(-1))
-    return list(zip(xs.tolist(), ys.tolist()))
-
-
 def draw_signals(imu, width, height, title=None):
     """Plot IMU channels (6, T) as two labelled panels, acc [m/s^2] and gyro [rad/s], x/y/z in red/green/blue."""
     imu = np.asarray(imu, np.float64)
@@ -369,8 +357,9 @@ def draw_signals(imu, width, height, title=None):
         draw.rectangle([x0, y0, x1, y1], outline=(170, 170, 170))
         if lo < 0 < hi:
             draw.line([(x0, y_of(0.0)), (x1, y_of(0.0))], fill=(215, 215, 215))
+        xs = np.linspace(x0 + 1, x1 - 1, sig.shape[1])  # (T,) one point per sample, however many per pixel column
         for c in range(3):
-            draw.line(_polyline(sig[c], x0 + 1, x1 - 1, y_of), fill=AXIS_COLORS[c], width=1)
+            draw.line(list(zip(xs.tolist(), y_of(sig[c]).tolist())), fill=AXIS_COLORS[c], width=1)
         draw.text((4, y0), f"{hi:.1f}", fill=(90, 90, 90), font=small)
         draw.text((4, y1 - 12), f"{lo:.1f}", fill=(90, 90, 90), font=small)
         draw.text((4, (y0 + y1) // 2 - 12), name, fill="black", font=small)
@@ -378,7 +367,6 @@ def draw_signals(imu, width, height, title=None):
         for c, axis in enumerate("xyz"):
             draw.text((x1 - 50 + 16 * c, y0 + 2), axis, fill=AXIS_COLORS[c], font=small)
     return img
-
 
 
 def _top_k(query_emb, cand_emb, groups, queries, k):
