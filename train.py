@@ -70,7 +70,7 @@ class TrainConfig:
     require_pretrained: bool = flag(False, "fail when the CLIP weights are missing, instead of random-init towers")
     temperature: float = flag(0.1, "softmax temperature tau (paper and official code: 0.1); the initial value "
                                    "if learned")
-    learn_temperature: bool = flag(True, "learn tau (official code), log-parametrised and clamped to [0.01, 1]")
+    learn_temperature: bool = flag(True, "learn tau, log-parametrised and clamped to [0.01, 1] (official: fixed)")
     same_padding: bool = flag(True, "encoder: pad the convs so short windows survive (ours; official: no padding)")
     relu: bool = flag(False, "encoder: a ReLU after each conv (ours; official: none)")
     conv_bias: bool = flag(False, "encoder: conv biases (ours; official: none)")
