@@ -1,6 +1,7 @@
 """Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
-1. Retrieval (4.2) over the test split, or --pool-size random pools: Text<->IMU, IMU<->Video, and transitivity:
+1. Retrieval (4.2) over the whole test split, or over --seeds draws of a pool (--protocol official: the official
+   code's, 25% of the test recordings, <= 2 windows each; --pool-size K): Text<->IMU, IMU<->Video, and transitivity:
    "text->video via imu" ranks the windows by cos(CLIP text, IMU embedding), right when their video is the narrated
    one; "text->video (clip)" is CLIP's own Text->Video, its bound (at chance for a random-init CLIP).
 2. Activity recognition (4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe on the
@@ -10,7 +11,7 @@
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
-    python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
+    python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --protocol official --seeds 10
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
 Data, window and CLIP come from the checkpoint (--data, --labelled override the data); recordings it was trained or
@@ -237,10 +238,11 @@ def draw_pool(cfg: EvalConfig, recording_ids, gen):
     the strictest), --pool-size K random ones, or the official code's test pool (--protocol official): 25% of the
     test recordings (rounded down, at least one) and at most 2 random windows of each."""
     if cfg.protocol == "official":
-        rec = group_ids(recording_ids)  # (N,) the recording of each window
-        chosen = torch.randperm(int(rec.max()) + 1, generator=gen)[: max(1, int(0.25 * (int(rec.max()) + 1)))]  # (R,)
-        windows = [torch.nonzero(rec == r)[:, 0] for r in chosen]  # R x (that recording's windows,)
-        return torch.cat([w[torch.randperm(len(w), generator=gen)[:2]] for w in windows])  # (P,), P <= 2R
+        rec = group_ids(recording_ids)  # (N,) the recording of each window, 0..R-1
+        R = int(rec.max()) + 1
+        chosen = torch.randperm(R, generator=gen)[: max(1, int(0.25 * R))]  # (R',) a quarter of the recordings
+        windows = [torch.nonzero(rec == r)[:, 0] for r in chosen]  # R' x (that recording's windows,)
+        return torch.cat([w[torch.randperm(len(w), generator=gen)[:2]] for w in windows])  # (P,), P <= 2R'
     N = len(recording_ids)
     return torch.randperm(N, generator=gen)[: cfg.pool_size] if cfg.pool_size else torch.arange(N)
 
@@ -508,8 +510,9 @@ def summary_markdown(report):
     if "retrieval" in report:
         r = report["retrieval"]
         how = {"full": f"all {r['windows']} test windows as candidates",
-               "pooled": f"random pools of {r['pool_size']:g} candidates, {r['draws']} draw(s)",
-               "official": f"{r['pool_size']:g} candidates on average over {r['draws']} draw(s)"}[r["mode"]]
+               "pooled": f"pools of {r['pool_size']:g} random windows, mean ± std over {r['draws']} draw(s)",
+               "official": f"the official pool, {r['pool_size']:g} windows on average, mean ± std over {r['draws']} "
+                           f"draw(s)"}[r["mode"]]
         rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
                 for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, "

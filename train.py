@@ -176,10 +176,10 @@ def main(argv=None):
         cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
         trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
         optimizer = make_optimizer(trainable, cfg)
-        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
-               "clip": clip.info(), "data": cfg.data, "processes": world, "recordings": {  # what defines the run,
+        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),  # in config.json
+               "clip": clip.info(), "data": cfg.data, "processes": world, "recordings": {  # and every checkpoint
                    "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
-        start_epoch, step, best = resume(ckpt, run, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
+        start_epoch, step, best = resume(ckpt, cfg, run, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
         model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
         log = Log(out, rank, cfg, step, header={  # log.jsonl started (or trimmed), config.json, the first line
@@ -288,20 +288,19 @@ def rank0_first(rank: int, world: int, work):
     return result if rank == 0 else work()
 
 
-def check_resumable(ckpt: dict, run: dict, clip, path: Path) -> None:
+def check_resumable(ckpt: dict, cfg: TrainConfig, run: dict, clip, path: Path) -> None:
     """ValueError unless the checkpoint was trained with this CLIP, the same run-defining flags, process count and
     train/val recordings: else the schedule, the shuffle, the global batch or the split would silently change."""
-    cfg, was = run["config"], ckpt["config"]
     if ckpt["clip"].get("fingerprint") != clip.fingerprint:
         raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.fingerprint}; pass "
                          f"the same --clip/--clip-weights or a new --out")
-    if cfg["cosine"] and was.get("epochs") != cfg["epochs"]:
-        raise ValueError(f"{path}: trained with --cosine over {was.get('epochs')} epochs; a different "
+    if cfg.cosine and ckpt["config"].get("epochs") != cfg.epochs:
+        raise ValueError(f"{path}: trained with --cosine over {ckpt['config'].get('epochs')} epochs; a different "
                          f"--epochs would change the learning-rate schedule, so resume with the same --epochs")
-    for name in (k for k in cfg if k not in RESUME_MAY_CHANGE):
-        if was.get(name) != cfg[name]:
-            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {was.get(name)}, not {cfg[name]}; "
-                             f"resume with the same flags")
+    for name in (k for k in asdict(cfg) if k not in RESUME_MAY_CHANGE):
+        if ckpt["config"].get(name) != getattr(cfg, name):
+            raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
+                             f"not {getattr(cfg, name)}; resume with the same flags")
     if ckpt.get("processes") != run["processes"]:
         raise ValueError(f"{path}: trained on {ckpt.get('processes', 'an unrecorded number of')} process(es), not "
                          f"{run['processes']}; resume under the same process count")
@@ -313,9 +312,9 @@ def check_resumable(ckpt: dict, run: dict, clip, path: Path) -> None:
                              f"recordings, or start a new --out")
 
 
-def resume(ckpt: dict, run: dict, clip, trainable: Trainable, optimizer, out: Path):
+def resume(ckpt: dict, cfg: TrainConfig, run: dict, clip, trainable: Trainable, optimizer, out: Path):
     """--resume: the checkpoint's weights and optimizer state loaded in place -> (epoch, step, best val MRR)."""
-    check_resumable(ckpt, run, clip, out / "checkpoint.pt")
+    check_resumable(ckpt, cfg, run, clip, out / "checkpoint.pt")
     try:
         trainable.encoder.load_state_dict(ckpt["imu_encoder"])
         trainable.temperature.load_state_dict(ckpt["temperature"])
