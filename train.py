@@ -303,7 +303,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, run: dict, clip, path: Path) -
                              f"not {getattr(cfg, name)}; resume with the same flags")
     if ckpt.get("processes") != run["processes"]:
         raise ValueError(f"{path}: trained on {ckpt.get('processes', 'an unrecorded number of')} process(es), not "
-                         f"{run['processes']}; resume under the same process count")
+                         f"{run['processes']}; resume under the same process count, or start a new --out")
     for part in ("train", "val"):
         changed = sorted(set(ckpt["recordings"][part]) ^ set(run["recordings"][part]))  # added or removed since
         if changed:
