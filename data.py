@@ -33,6 +33,7 @@ import os
 import re
 import resource
 import shutil
+import string
 import sys
 import zipfile
 from dataclasses import dataclass, field, fields, replace
@@ -173,12 +174,13 @@ def list_recordings(root):
 
 
 def clean_narration(text):
-    """Ego4D narration -> caption: drop the "#C C " camera-wearer tag, "#unsure" -> "something",
-    drop other "#" tags' hash, collapse whitespace, lowercase."""
-    text = re.sub(r"#unsure", "something", text, flags=re.IGNORECASE)
-    text = re.sub(r"^\s*#c\s+c\s+", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"#([a-z])\b", r"\1", text, flags=re.IGNORECASE)
-    return " ".join(text.split()).lower()
+    """Ego4D narration -> caption, cleaned as the official code cleans it: every camera-wearer tag ("#C C", "#C")
+    removed wherever it is, "#unsure" -> "something", surrounding whitespace and punctuation stripped, lower case,
+    cut to 128 characters; other tags stay ("#O man" -> "#o man"). Unlike the official code, the tags are matched in
+    any case ("#c c" is the same tag) and inner whitespace is collapsed, so that equal sentences are equal text."""
+    text = re.sub(r"#c\b(\s+c\b)?", "", text, flags=re.IGNORECASE)  # "#C C picks" -> " picks"; "#C Cuts" keeps "Cuts"
+    text = re.sub(r"#unsure\b", "something", text, flags=re.IGNORECASE)
+    return " ".join(text.split()).strip(string.punctuation + " ").lower()[:128]
 
 
 # ----- 2. Windows: a time span of one recording, its IMU resampled onto the model's grid; the split -------------------
@@ -339,7 +341,7 @@ def split_of(recording_id: str, cfg: WindowConfig) -> str:
 
 # ----- 3. The embedding cache: CLIP is frozen, so each needed frame and narration is embedded once -------------------
 
-CACHE_VERSION = 3  # bump when the cache layout or the window maths change: old entries are then ignored
+CACHE_VERSION = 3  # bump when the entries' layout, the window maths or the text cleaning change: old ones are ignored
 
 
 def entry_path(path, cfg, clip, cache_dir) -> Path:
@@ -517,6 +519,7 @@ class LabelledSet:
     labels: np.ndarray  # (N,) int64 in [0, C)
     class_names: tuple  # (C,) class names, also the zero-shot prompts
     split: np.ndarray  # (N,) "train" | "test"
+    groups: np.ndarray  # (N,) str: the recording (or subject) of each window, or None when the file has none
     rate_hz: float  # rate of imu after resampling
     path: Path  # the file it was read from
 
@@ -534,9 +537,20 @@ def stratified_split(labels, held_out_frac, seed, keep_frac=1.0):
     return np.sort(np.array(kept, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
 
 
+def split_off(labels, groups, held_out_frac, seed):
+    """(kept, held_out) sorted indices, seeded: whole groups when groups (N,) are given (a recording's neighbouring
+    windows overlap in time, so they stay on one side; round(held_out_frac * G) of the G groups, at least 1 and at
+    most G - 1), else stratified_split of the windows."""
+    if groups is None:
+        return stratified_split(labels, held_out_frac, seed)
+    names = np.random.default_rng(seed).permutation(np.unique(groups))  # (G,) in a seeded order
+    held = np.isin(groups, names[: min(len(names) - 1, max(1, round(held_out_frac * len(names))))])  # (N,)
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
 def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
-    """Read a labelled-IMU .npz (imu (N, 6, T), labels (N,), class_names (C,), rate_hz, optional split),
-    check it, resample it to rate_hz and split it (stratified, seeded) when it has no split."""
+    """Read a labelled-IMU .npz (imu (N, 6, T), labels (N,), class_names (C,), rate_hz, optional split and groups),
+    check it, resample it to rate_hz and split it (split_off: by group when it has groups) when it has no split."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -545,7 +559,7 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("imu", "labels", "class_names", "rate_hz") if k not in data]
     need(not missing, f"{path}: missing array(s) {missing}; a labelled file has imu, labels, class_names, "
-          f"rate_hz and optionally split")
+          f"rate_hz and optionally split and groups")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
     N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
     need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
@@ -560,10 +574,14 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           and float(src_rate) > 0, f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
+    groups = data.get("groups")
+    need(groups is None or (groups.shape == (N,) and groups.dtype.kind in "Uiu"), f"{path}: groups must be ({N},) "
+         f"strings or integers (the recording or subject of each window), got {getattr(groups, 'shape', '')}")
+    groups = None if groups is None else groups.astype(str)
     split = data.get("split")
-    if split is None:  # none in the file: stratified and seeded
+    if split is None:  # none in the file: seeded, by group when it has groups
         split = np.full(N, "train", dtype="<U5")
-        split[stratified_split(labels, test_frac, seed)[1]] = "test"
+        split[split_off(labels, groups, test_frac, seed)[1]] = "test"
     need(split.shape == (N,) and np.isin(split, ["train", "test"]).all(), f"{path}: split must be ({N},) of "
           f"'train'/'test'")
     src_rate = float(src_rate)
@@ -574,12 +592,12 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
         imu = x.reshape(T_out, N, 6).transpose(1, 2, 0)  # (N, 6, T_out)
     return LabelledSet(imu=np.ascontiguousarray(imu, dtype=np.float32), labels=labels.astype(np.int64),
                        class_names=tuple(str(n) for n in names), split=np.asarray(split, dtype=str),
-                       rate_hz=float(rate_hz), path=path)
+                       groups=groups, rate_hz=float(rate_hz), path=path)
 
 
 def export_labelled(root, out, cfg=None):
-    """Export the sliding windows of a dataset that have an activity label as a labelled-IMU .npz.
-    Windows of the recordings in the test split of cfg are "test", the others "train"; no CLIP needed."""
+    """Export the sliding windows of a dataset that have an activity label as a labelled-IMU .npz, each with its
+    recording as its group. Windows of the recordings in the test split of cfg are "test", the others "train"."""
     cfg = replace(cfg or WindowConfig(), mode="sliding")
     recs = [read_recording(p) for p in list_recordings(root)]
     class_names = _class_names(recs)
@@ -587,7 +605,7 @@ def export_labelled(root, out, cfg=None):
     size = n * 6 * cfg.num_samples * 4  # bytes of float32 IMU, refused before anything is allocated
     need(size <= MAX_EXPORT_BYTES, f"{root}: --stride-sec {cfg.stride_sec:g} would export about {n:,} windows "
           f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
-    imu, labels, split, report = [], [], [], {"recordings": len(recs), "unlabelled": 0}
+    imu, labels, split, groups, report = [], [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
         starts, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
         rec_imu = window_imu(rec, starts, cfg)  # (Nw, 6, T)
@@ -595,10 +613,11 @@ def export_labelled(root, out, cfg=None):
         imu.append(rec_imu[rec_labels >= 0])
         labels.append(rec_labels[rec_labels >= 0])
         split += ["test" if split_of(rec.id, cfg) == "test" else "train"] * len(labels[-1])
+        groups += [rec.id] * len(labels[-1])
     labels = np.concatenate(labels)
     need(len(labels), f"{root}: no labelled window to export ({report})")
     arrays = dict(imu=np.concatenate(imu), labels=labels, class_names=np.array(class_names, dtype=str),
-                  rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str))
+                  rate_hz=np.float64(cfg.rate_hz), split=np.array(split, dtype=str), groups=np.array(groups, dtype=str))
 
     def write(tmp):
         with open(tmp, "wb") as f:  # a file object, so that np.savez does not append ".npz" to the name

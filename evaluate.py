@@ -1,16 +1,17 @@
 """Evaluation of a trained IMU2CLIP encoder on the tasks of the paper (Moon et al., 2022, section 4).
 
-1. Retrieval (4.2) over the test split, or --pool-size random pools: Text<->IMU, IMU<->Video, and transitivity:
+1. Retrieval (4.2) over the whole test split, or over --seeds draws of a pool (--protocol official: the official
+   code's, 25% of the test recordings, <= 2 windows each; --pool-size K): Text<->IMU, IMU<->Video, and transitivity:
    "text->video via imu" ranks the windows by cos(CLIP text, IMU embedding), right when their video is the narrated
    one; "text->video (clip)" is CLIP's own Text->Video, its bound (at chance for a random-init CLIP).
 2. Activity recognition (4.3): zero-shot (nearest CLIP text embedding of the class names), a linear probe on the
    frozen encoder, the fine-tuned encoder and the same architecture from scratch: at most --steps steps on the train
-   split (or --train-fraction of it), early-stopped on the validation recordings (for a labelled .npz, a stratified
-   20% of its train split), over --seeds seeds (mean ± std).
+   split (or --train-fraction of it), early-stopped on the validation recordings (for a labelled .npz, 20% of the
+   groups of its train split, or without groups a stratified 20% of its windows), over --seeds seeds (mean ± std).
 
 Run:
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt
-    python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --pool-size 300
+    python evaluate.py --task retrieval --checkpoint runs/imu-video/best.pt --protocol official --seeds 10
     python evaluate.py --task all --checkpoint runs/imu-video-text/best.pt --seeds 3 --train-fraction 0.01 0.05 0.2 1
 
 Data, window and CLIP come from the checkpoint (--data, --labelled override the data); recordings it was trained or
@@ -76,23 +77,6 @@ def retrieval_ranks(queries, candidates, query_groups=None, cand_groups=None, ch
     return ranks
 
 
-def pooled_ranks(queries, candidates, groups, pool_size, repeats, seed):
-    """--pool-size: ranks and right counts (repeats, N) of N windows (views (N, D), group_ids (N,)) in random pools
-    of pool_size; the leftover windows of a shuffle meet random others too, so every query sees pool_size."""
-    q, c = (torch.as_tensor(x, dtype=torch.float32) for x in (queries, candidates))  # (N, D) each
-    g, gen = torch.as_tensor(groups, dtype=torch.int64), torch.Generator().manual_seed(seed)  # (N,)
-    N, K = len(g), min(pool_size, len(g))
-    ranks, n_right = torch.empty(repeats, N, dtype=torch.int64), torch.empty(repeats, N, dtype=torch.int64)
-    for r in range(repeats):
-        perm = torch.randperm(N, generator=gen)  # (N,)
-        for a in range(0, N, K):
-            pool = perm[a : a + K]  # the queried windows
-            cands = torch.cat([pool, perm[:a][torch.randperm(a, generator=gen)[: K - len(pool)]]])  # (K,)
-            ranks[r, pool] = retrieval_ranks(q[pool], c[cands], g[pool], g[cands])
-            n_right[r, pool] = torch.bincount(g[cands], minlength=N)[g[pool]]  # (N,) -> (K,) right ones in the pool
-    return ranks, n_right
-
-
 def rank_metrics(ranks):
     """R@k, MRR and median rank of 1-based ranks (any shape; every entry is one query)."""
     r = torch.as_tensor(ranks).reshape(-1).double()  # (M,)
@@ -134,16 +118,17 @@ def group_ids(key):
 # ----- Activity recognition: metrics, zero-shot, supervised variants --------------------------------------------------
 
 def classification_metrics(labels, predictions, n_classes):
-    """Accuracy, macro-F1 over the classes present in `labels` (predicting an absent class still lowers the F1 of
-    the true one) and the confusion matrix (rows: true class, columns: predicted class)."""
+    """Accuracy, macro-F1 as torchmetrics (the official code) computes it: over the classes that are true or
+    predicted at least once (a predicted class absent from `labels` scores 0), and the confusion matrix (rows: true
+    class, columns: predicted class)."""
     y, p = (torch.as_tensor(v, dtype=torch.int64) for v in (labels, predictions))  # (N,) each
     confusion = torch.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp = confusion.diag().double()  # (K,)
     precision = tp / confusion.sum(0).clamp(min=1)  # (K,) over predicted columns
     recall = tp / confusion.sum(1).clamp(min=1)  # (K,) over true rows
     f1 = torch.where(tp > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
-    present = confusion.sum(1) > 0  # (K,) classes in the test labels
-    return {"accuracy": float((y == p).double().mean()), "macro_f1": float(f1[present].mean()),
+    scored = confusion.sum(0) + confusion.sum(1) > 0  # (K,) tp + fp + fn > 0: true or predicted at least once
+    return {"accuracy": float((y == p).double().mean()), "macro_f1": float(f1[scored].mean()),
             "confusion": confusion.tolist()}
 
 
@@ -223,9 +208,11 @@ class EvalConfig:
     data: str = flag("", "dataset root; '' = the dataset the checkpoint was trained on")
     labelled: str = flag("", "labelled-IMU .npz for activity recognition instead of the dataset's labelled windows")
     out: str = flag("", "report directory; '' = <checkpoint dir>/eval")
-    pool_size: int = flag(0, "0 = rank against the whole test split; K = average over random pools of K candidates",
+    protocol: str = flag("full", "retrieval candidates; full: the whole test split | official: the official code's "
+                                 "pool (25%% of the test recordings, <= 2 windows each), over --seeds draws",
+                         choices=("full", "official"))
+    pool_size: int = flag(0, "K > 0: the split cut into random pools of K candidates, over --seeds draws",
                           at_least=0)
-    pool_repeats: int = flag(10, "random pool draws averaged when --pool-size is set", at_least=1)
     prompt: str = flag("{}", "zero-shot class text template, e.g. 'a person {}'; {} is the class name")
     steps: int = flag(300, "most optimizer steps per classifier (not epochs: a 40-window set gets the full budget)",
                       at_least=1)
@@ -237,8 +224,8 @@ class EvalConfig:
     lr: float = flag(1e-3, "AdamW learning rate of the fine-tune head and of the whole from-scratch model", above=0)
     encoder_lr: float = flag(1e-4, "AdamW learning rate of the pretrained encoder when fine-tuning", above=0)
     weight_decay: float = flag(1e-4, "AdamW weight decay of the three classifiers", at_least=0)
-    seeds: int = flag(1, "seeds of every supervised variant (mean +- std when > 1); 1 keeps --task all about a minute",
-                      at_least=1)
+    seeds: int = flag(1, "seeds of every supervised variant and draws of retrieval pools (mean +- std when > 1); 1 "
+                         "keeps --task all about a minute", at_least=1)
     train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
     seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders", at_least=0)
     device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
@@ -246,25 +233,52 @@ class EvalConfig:
     examples: int = flag(4, "queries drawn in retrieval_examples.png and text_queries.png", at_least=0)
 
 
+def draw_pools(cfg: EvalConfig, recording_ids, gen):
+    """The pools (P,) of one draw, each window of a pool queried among that pool: the whole test split (the default,
+    the strictest), --pool-size K: a shuffle of the split cut into pools of K (the last N mod K windows sit this draw
+    out), or --protocol official: the official code's test pool, 25% of the test recordings (rounded down, at least
+    one) and at most 2 random windows of each."""
+    N = len(recording_ids)
+    if cfg.protocol == "official":
+        rec = group_ids(recording_ids)  # (N,) the recording of each window, 0..R-1
+        chosen = torch.randperm(int(rec.max()) + 1, generator=gen)[: max(1, int(0.25 * (int(rec.max()) + 1)))]
+        windows = [torch.nonzero(rec == r)[:, 0] for r in chosen]  # R' x (that recording's windows,)
+        return [torch.cat([w[torch.randperm(len(w), generator=gen)[:2]] for w in windows])]  # (P,), P <= 2R'
+    if cfg.pool_size:
+        perm, K = torch.randperm(N, generator=gen), min(cfg.pool_size, N)
+        return [perm[a : a + K] for a in range(0, N - K + 1, K)]  # N // K pools of K
+    return [torch.arange(N)]
+
+
+def mean_std(runs):
+    """{key: mean over runs, key_std: sample std (None for one run)} of runs, dicts of numbers with the same keys."""
+    out = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        out[key], out[key + "_std"] = float(np.mean(values)), float(np.std(values, ddof=1)) if len(runs) > 1 else None
+    return out
+
+
 def task_retrieval(cfg: EvalConfig, test, imu_emb):
-    """Retrieval (paper 4.2) in every direction the test windows support, over the split or random pools."""
+    """Retrieval (paper 4.2) in every direction the test windows support, in the pools of each draw (draw_pools)."""
     video, by_video = torch.as_tensor(test.video_emb), group_ids(test.video_emb)  # (N, D), (N,)
     directions = {"imu->video": (imu_emb, video, by_video), "video->imu": (video, imu_emb, by_video)}
     if test.text_emb is not None:  # text first; then transitivity: the same queries and right windows in both spaces
         text, by_text = torch.as_tensor(test.text_emb), group_ids(test.texts)
         directions = {"text->imu": (text, imu_emb, by_text), "imu->text": (imu_emb, text, by_text), **directions,
                       "text->video via imu": (text, imu_emb, by_video), "text->video (clip)": (text, video, by_video)}
-    K, metrics = min(cfg.pool_size or len(test), len(test)), {}  # K: candidates per query
-    for name, (q, c, g) in directions.items():
-        if cfg.pool_size > 0:
-            ranks, n_right = pooled_ranks(q, c, g, K, cfg.pool_repeats, cfg.seed)  # (repeats, N) each
-        else:
-            ranks, n_right = retrieval_ranks(q, c, g, g), torch.bincount(g)[g]  # (N,) each
-        m = metrics[name] = {**rank_metrics(ranks), "chance": chance_metrics(n_right.reshape(-1), K)}
+    mode = "official" if cfg.protocol == "official" else "pooled" if cfg.pool_size else "full"
+    seeds = range(cfg.seed, cfg.seed + (1 if mode == "full" else cfg.seeds))  # a draw per seed; the full split once
+    draws = [draw_pools(cfg, test.recording_ids, torch.Generator().manual_seed(s)) for s in seeds]  # pools (P,)
+    metrics = {}
+    for name, (q, c, g) in directions.items():  # a draw's ranks and right counts over its pools (all of size P)
+        ranks = [torch.cat([retrieval_ranks(q[p], c[p], g[p], g[p]) for p in pools]) for pools in draws]
+        n_right = [torch.cat([torch.bincount(g[p])[g[p]] for p in pools]) for pools in draws]
+        m = metrics[name] = mean_std([rank_metrics(r) for r in ranks])
+        m["chance"] = mean_std([chance_metrics(n, len(pools[0])) for n, pools in zip(n_right, draws)])  # exact
         print(f"[evaluate] retrieval {name}: R@1 {m['R@1']:.4f} (chance {m['chance']['R@1']:.4f})", file=sys.stderr)
-    return {"split": "test", "windows": len(test), "recordings": len(set(test.recording_ids)), "pool_size": K,
-            "mode": "pooled" if cfg.pool_size > 0 else "full", "pool_repeats": cfg.pool_repeats if cfg.pool_size else 1,
-            "directions": metrics}
+    return {"split": "test", "windows": len(test), "recordings": len(set(test.recording_ids)), "mode": mode,
+            "pool_size": float(np.mean([len(pools[0]) for pools in draws])), "draws": len(draws), "directions": metrics}
 
 
 @dataclass
@@ -284,7 +298,6 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
         class_emb = clip.embed_texts([cfg.prompt.replace("{}", name) for name in lab.class_names])  # (K, D)
         pred = zero_shot_predict(predict(encoder, x_test, cfg.batch_size, device), class_emb)  # (N_test,)
         variants["zeroshot"] = classification_metrics(y_test, pred, K)
-    std = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else None  # noqa: E731  sample std; none for 1 seed
     for variant in (v for v in VARIANTS[1:] if v in steps):  # the supervised ones
         for fraction in sorted(set(cfg.train_fraction)):
             runs = []
@@ -294,13 +307,11 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
                                                seed, device)
                 pred = predict(model, x_test, cfg.batch_size, device).argmax(1)  # (N_test,)
                 runs.append({**classification_metrics(y_test, pred, K), "steps": n_steps})
-            acc, f1 = ([r[k] for r in runs] for k in ("accuracy", "macro_f1"))  # (seeds,) each
-            curves.setdefault(variant, {})[fraction] = {
-                "accuracy": float(np.mean(acc)), "accuracy_std": std(acc), "macro_f1": float(np.mean(f1)),
-                "macro_f1_std": std(f1), "steps": float(np.mean([r["steps"] for r in runs])), "seeds": len(runs),
-                "fit_windows": len(fit), "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}
-            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {np.mean(acc):.4f}" +
-                  (f" +- {std(acc):.4f}" if len(acc) > 1 else ""), file=sys.stderr)
+            m = curves.setdefault(variant, {})[fraction] = {
+                **mean_std([{k: r[k] for k in ("accuracy", "macro_f1")} for r in runs]), "seeds": len(runs),
+                "steps": float(np.mean([r["steps"] for r in runs])), "fit_windows": len(fit),
+                "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}  # counts summed over the seeds
+            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {_num(m, 'accuracy')}", file=sys.stderr)
         variants[variant] = curves[variant][max(curves[variant])]
     counts = torch.bincount(y_test, minlength=K)
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(x_test.shape[-1]),
@@ -329,18 +340,6 @@ def _canvas(size, title):
     return canvas, draw
 
 
-def _polyline(values, x0, x1, y_of):
-    """Points of a polyline over [x0, x1]; long signals become a min/max envelope per pixel column."""
-    n, cols = len(values), max(2, int(x1 - x0))
-    if n <= 2 * cols:
-        return list(zip(np.linspace(x0, x1, n).tolist(), y_of(values).tolist()))
-    edges = np.linspace(0, n, cols + 1).astype(int)[:-1]
-    lo, hi = np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
-    xs = np.repeat(np.linspace(x0, x1, cols), 2)
-    ys = y_of(np.stack([lo, hi], axis=1).reshape(-1))
-    return list(zip(xs.tolist(), ys.tolist()))
-
-
 def draw_signals(imu, width, height, title=None):
     """Plot IMU channels (6, T) as two labelled panels, acc [m/s^2] and gyro [rad/s], x/y/z in red/green/blue."""
     imu = np.asarray(imu, np.float64)
@@ -365,8 +364,9 @@ def draw_signals(imu, width, height, title=None):
         draw.rectangle([x0, y0, x1, y1], outline=(170, 170, 170))
         if lo < 0 < hi:
             draw.line([(x0, y_of(0.0)), (x1, y_of(0.0))], fill=(215, 215, 215))
+        xs = np.linspace(x0 + 1, x1 - 1, sig.shape[1])  # (T,) one point per sample, however many per pixel column
         for c in range(3):
-            draw.line(_polyline(sig[c], x0 + 1, x1 - 1, y_of), fill=AXIS_COLORS[c], width=1)
+            draw.line(list(zip(xs.tolist(), y_of(sig[c]).tolist())), fill=AXIS_COLORS[c], width=1)
         draw.text((4, y0), f"{hi:.1f}", fill=(90, 90, 90), font=small)
         draw.text((4, y1 - 12), f"{lo:.1f}", fill=(90, 90, 90), font=small)
         draw.text((4, (y0 + y1) // 2 - 12), name, fill="black", font=small)
@@ -374,7 +374,6 @@ def draw_signals(imu, width, height, title=None):
         for c, axis in enumerate("xyz"):
             draw.text((x1 - 50 + 16 * c, y0 + 2), axis, fill=AXIS_COLORS[c], font=small)
     return img
-
 
 
 def _top_k(query_emb, cand_emb, groups, queries, k):
@@ -509,14 +508,16 @@ def summary_markdown(report):
     """summary.md: the metrics.json numbers as markdown tables."""
     banner, ck, clip = report["clip"]["random_init_warning"], report["checkpoint"], report["clip"]
     tag = " [CLIP RANDOM-INIT]" if banner else ""
-    lines = ["# IMU2CLIP evaluation", "", f"Checkpoint `{ck['path']}` (epoch {ck['epoch']}, step {ck['step']}, "
+    lines = [f"# {report['title']}", "", f"Checkpoint `{ck['path']}` (epoch {ck['epoch']}, step {ck['step']}, "
              f"trained on {ck['config'].get('modalities')}); CLIP {clip['name']} ({clip['weights_source']}).", ""]
     lines += [f"> **!!! WARNING: {banner} !!!**", ""] if banner else []
     lines += [f"> warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])
     if "retrieval" in report:
         r = report["retrieval"]
-        how = (f"random pools of {r['pool_size']} candidates, {r['pool_repeats']} draws" if r["mode"] == "pooled"
-               else f"all {r['pool_size']} test windows as candidates")
+        how = {"full": f"all {r['windows']} test windows as candidates",
+               "pooled": f"pools of {r['pool_size']:g} random windows, mean ± std over {r['draws']} draw(s)",
+               "official": f"the official pool, {r['pool_size']:g} windows on average, mean ± std over {r['draws']} "
+                           f"draw(s)"}[r["mode"]]
         rows = [[row, *(_num(v, k) for k in METRIC_NAMES)]
                 for name, m in r["directions"].items() for row, v in ((name, m), (f"{name} chance", m["chance"]))]
         lines += [f"## Retrieval ({r['split']} split, {r['windows']} windows of {r['recordings']} recordings, "
@@ -582,6 +583,7 @@ def check_flags(cfg: EvalConfig):
         ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
         (not all(0 < f <= 1 and round(f, 4) == f for f in cfg.train_fraction),
          "--train-fraction: every fraction must be in (0, 1], with at most 4 decimals (as the reports give it)"),
+        (cfg.protocol == "official" and cfg.pool_size, "--protocol official draws its own pool: leave out --pool-size"),
         (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
         if bad:
             raise ValueError(message)
@@ -612,8 +614,10 @@ def labelled_splits(cfg, root, window, clip):
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y, part = lab.imu, lab.labels, lab.split.astype("<U5")  # part: "train" | "test"
         train = np.flatnonzero(part == "train")
-        part[train[data.stratified_split(y[train], 0.2, seed=0)[1]]] = "val"  # early stopping on 20% of train
-        source, val_source, names = str(cfg.labelled), "20% of train", lab.class_names
+        groups = None if lab.groups is None else lab.groups[train]  # (N_train,) recordings, or None
+        part[train[data.split_off(y[train], groups, 0.2, seed=0)[1]]] = "val"  # early stopping on 20% of train
+        source, names = str(cfg.labelled), lab.class_names
+        val_source = "20% of train " + ("windows" if groups is None else "groups")
     else:  # the dataset's labelled windows, each in the split of its recording
         ds = data.WindowDataset(root, "all", window, clip)
         keep = ds.labels >= 0
@@ -649,6 +653,9 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     if "retrieval" in steps and not has_text:
         warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
     lab = labelled_splits(cfg, root, window, clip) if set(steps) & set(VARIANTS) else None
+    if lab is not None and lab.val_source.endswith("windows"):  # a labelled file without groups
+        warn(report, f"{lab.source}: no groups array (the recording of each window), so its validation windows (and "
+                     f"test windows, without a split array) are drawn one by one and may overlap fitted ones in time")
     if lab is not None and len(lab.parts["val"][1]) == 0:
         warn(report, f"{lab.source}: no labelled validation windows: every variant trains its full --steps")
     return test, lab
@@ -663,7 +670,10 @@ def run(cfg: EvalConfig) -> dict:
     banner = "" if info["weights_source"] != "random-init" else (  # the loud line every report then carries
         f"CLIP {info['name']} IS RANDOM-INIT (no pretrained weights were available): text and zero-shot "
         f"results are NOT grounded in CLIP, and video results only measure agreement with a random network")
-    report = {"task": cfg.task, "split": "test", "config": asdict(cfg), "device": str(device), "warnings": [],
+    official = cfg.protocol == "official" and "retrieval" in steps  # the report's title names the protocol
+    report = {"title": "IMU2CLIP evaluation" + (": retrieval under the official protocol (25% of the test recordings, "
+                                                "at most 2 windows each)" if official else ""),
+              "task": cfg.task, "split": "test", "config": asdict(cfg), "device": str(device), "warnings": [],
               "checkpoint": {"path": str(path), **{k: ckpt.get(k) for k in ("step", "epoch", "data", "config",
                                                                                 "window", "encoder_config")}},
               "clip": {**info, "random_init": bool(banner), "random_init_warning": banner}}

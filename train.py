@@ -53,7 +53,8 @@ class TrainConfig:
     batch_size: int = flag(64, "windows per step and process; the negatives are the global batch (x processes)",
                            at_least=2)
     lr: float = flag(2e-4, "peak learning rate; official code", above=0)
-    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay; 0 = the official code's plain Adam", at_least=0)
+    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay of the weight matrices and conv kernels (not of "
+                                    "tau, biases, norms); 0 = the official code's plain Adam", at_least=0)
     warmup_steps: int = flag(0, "linear learning-rate warm-up steps", at_least=0)
     cosine: bool = flag(False, "cosine decay of the learning rate to 0 after the warm-up (else constant)")
     grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping",
@@ -69,7 +70,7 @@ class TrainConfig:
     require_pretrained: bool = flag(False, "fail when the CLIP weights are missing, instead of random-init towers")
     temperature: float = flag(0.1, "softmax temperature tau (paper and official code: 0.1); the initial value "
                                    "if learned")
-    learn_temperature: bool = flag(True, "learn tau (official code), log-parametrised and clamped to [0.01, 1]")
+    learn_temperature: bool = flag(True, "learn tau, log-parametrised and clamped to [0.01, 1] (official: fixed)")
     same_padding: bool = flag(True, "encoder: pad the convs so short windows survive (ours; official: no padding)")
     relu: bool = flag(False, "encoder: a ReLU after each conv (ours; official: none)")
     conv_bias: bool = flag(False, "encoder: conv biases (ours; official: none)")
@@ -174,15 +175,15 @@ def main(argv=None):
         train_set, val_set = load_splits(cfg, window, clip, rank, world)
         cfg.data = str(train_set.root)  # recorded resolved, compared on --resume
         trainable = Trainable(encoder, Temperature(cfg.temperature, learn=cfg.learn_temperature)).to(device)
-        optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        start_epoch, step, best = resume(ckpt, cfg, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
+        optimizer = make_optimizer(trainable, cfg)
+        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),  # in config.json
+               "clip": clip.info(), "data": cfg.data, "processes": world, "recordings": {  # and every checkpoint
+                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
+        start_epoch, step, best = resume(ckpt, cfg, run, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
         model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
-        run = {"config": asdict(cfg), "window": asdict(window), "encoder_config": asdict(encoder.cfg),
-               "clip": clip.info(), "data": cfg.data, "recordings": {  # in config.json and every checkpoint
-                   "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
         log = Log(out, rank, cfg, step, header={  # log.jsonl started (or trimmed), config.json, the first line
-            "event": "start", **run, "encoder_parameters": num_parameters(encoder), "processes": world,
+            "event": "start", **run, "encoder_parameters": num_parameters(encoder),
             "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
             "resumed_at_epoch": start_epoch or None})
         B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
@@ -214,6 +215,15 @@ def main(argv=None):
 
 
 # ----- Helpers of the main path: set-up, resume, progress and the end of an epoch -------------------------------------
+
+def make_optimizer(trainable: Trainable, cfg: TrainConfig):
+    """AdamW that decays only the weight matrices and conv kernels (parameters of 2 or more dimensions, nanoGPT's
+    rule): pulling log(1/tau) towards 0 would push tau towards 1, and biases and norms have no reason to shrink.
+    With --weight-decay 0 (the default) both groups take plain Adam's steps, the official optimizer's."""
+    params = list(trainable.parameters())
+    return torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+
 
 def set_lr(optimizer, lr: float) -> float:
     for group in optimizer.param_groups:
@@ -285,8 +295,9 @@ def rank0_first(rank: int, world: int, work):
     return result if rank == 0 else work()
 
 
-def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
-    """ValueError unless the checkpoint was trained with this CLIP and the same run-defining flags."""
+def check_resumable(ckpt: dict, cfg: TrainConfig, run: dict, clip, path: Path) -> None:
+    """ValueError unless the checkpoint was trained with this CLIP, the same run-defining flags, process count and
+    train/val recordings: else the schedule, the shuffle, the global batch or the split would silently change."""
     if ckpt["clip"].get("fingerprint") != clip.fingerprint:
         raise ValueError(f"{path}: trained with CLIP {ckpt['clip'].get('fingerprint')}, not {clip.fingerprint}; pass "
                          f"the same --clip/--clip-weights or a new --out")
@@ -297,11 +308,20 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, clip, path: Path) -> None:
         if ckpt["config"].get(name) != getattr(cfg, name):
             raise ValueError(f"{path}: trained with --{name.replace('_', '-')} {ckpt['config'].get(name)}, "
                              f"not {getattr(cfg, name)}; resume with the same flags")
+    if ckpt.get("processes") != run["processes"]:
+        raise ValueError(f"{path}: trained on {ckpt.get('processes', 'an unrecorded number of')} process(es), not "
+                         f"{run['processes']}; resume under the same process count, or start a new --out")
+    for part in ("train", "val"):
+        changed = sorted(set(ckpt["recordings"][part]) ^ set(run["recordings"][part]))  # added or removed since
+        if changed:
+            raise ValueError(f"{path}: {len(changed)} {part} recording(s) added to or removed from the dataset since "
+                             f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); resume on the same "
+                             f"recordings, or start a new --out")
 
 
-def resume(ckpt: dict, cfg: TrainConfig, clip, trainable: Trainable, optimizer, out: Path):
+def resume(ckpt: dict, cfg: TrainConfig, run: dict, clip, trainable: Trainable, optimizer, out: Path):
     """--resume: the checkpoint's weights and optimizer state loaded in place -> (epoch, step, best val MRR)."""
-    check_resumable(ckpt, cfg, clip, out / "checkpoint.pt")
+    check_resumable(ckpt, cfg, run, clip, out / "checkpoint.pt")
     try:
         trainable.encoder.load_state_dict(ckpt["imu_encoder"])
         trainable.temperature.load_state_dict(ckpt["temperature"])

@@ -114,7 +114,8 @@ def _decode_video(mp4, size, tmp_dir, fps=FPS):
 
 
 def _narrations(path, narr_json, uid):
-    """Narrations of one video: (the "#C" entries of both passes as raw {"t", "text"} by time, the entry count)."""
+    """Narrations of one video: (the entries of both passes that mention the camera wearer, "#C" in any case, as raw
+    {"t", "text"} by time; the entry count)."""
     entry, total, kept = narr_json.get(uid, {}), 0, []
     for pass_name in ("narration_pass_1", "narration_pass_2"):
         try:
@@ -129,7 +130,7 @@ def _narrations(path, narr_json, uid):
             except (KeyError, TypeError, ValueError):
                 raise DataError(f"{path}: video {uid} has a narration without narration_text/timestamp_sec: "
                                 f"{str(n)[:80]}") from None
-            if "#C" in text:
+            if "#c" in text.lower():  # the camera wearer is in it (the official filter, any case)
                 kept.append({"t": t, "text": text})
     kept.sort(key=lambda n: n["t"])
     return kept, total

@@ -279,3 +279,13 @@ def test_a_lower_fps_keeps_fewer_frames_and_windows_use_the_nearest(ego4d_root, 
     ds = data.WindowDataset(tmp_path / "out", "all", cfg, ConstantCLIP(), cache_dir=tmp_path / "cache")
     centres = [float(w.split("@")[1]) + 0.25 for w in ds.window_ids]  # windows centred on 0.5 s and 2.2 s
     assert [f for _, f in ds.frame_index] == [int(np.argmin(np.abs(rec.frames_t - c))) for c in centres] == [1, 4]
+
+
+def test_narrations_of_the_camera_wearer_are_kept_in_any_case():
+    # the official filter keeps a narration when "#c" is in it, in any case; "#O" narrations about others are not kept
+    entry = {"narration_pass_1": {"narrations": [
+        {"narration_text": text, "timestamp_sec": float(t)} for t, text in enumerate(
+            ["#C C picks a cup.", "#c c opens the door", "#O man X talks", "#O woman Y gives #C C a cup", "#Unsure"])]}}
+    kept, total = ego4d._narrations("n.json", {"u": entry}, "u")
+    assert total == 5 and [n["text"] for n in kept] == ["#C C picks a cup.", "#c c opens the door",
+                                                         "#O woman Y gives #C C a cup"]

@@ -125,29 +125,61 @@ def test_group_ids_are_exact_row_or_text_matches():
         assert g[0] == g[2] and len({g[0], g[1], g[3]}) == 3
 
 
-def test_pooled_ranks_have_exactly_k_candidates():
-    N, K = 23, 5  # 23 = 4 pools of 5 + 3 leftovers queried against 5 candidates too
-    c = np.eye(N, dtype=np.float32)
-    q = np.roll(c, -1, axis=0)  # as above: the own candidate always ties last
-    ranks, n_right = ev.pooled_ranks(q, c, torch.arange(N), K, repeats=3, seed=0)
-    assert ranks.shape == n_right.shape == (3, N) and (ranks == K).all() and (n_right == 1).all()
-    x = torch.randn(N, 4, generator=torch.Generator().manual_seed(2))
-    assert (ev.pooled_ranks(x, x, torch.arange(N), K, repeats=2, seed=0)[0] == 1).all()
-    # a pool as large as the split is the full ranking
-    y = x + torch.randn(N, 4, generator=torch.Generator().manual_seed(3))
-    full = ev.pooled_ranks(x, y, torch.arange(N), N, repeats=1, seed=0)[0][0]
-    assert torch.equal(full, ev.retrieval_ranks(x, y))
-    assert torch.equal(ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7)[0],
-                       ev.pooled_ranks(x, y, torch.arange(N), K, 2, seed=7)[0])  # deterministic for a seed
-    # many-to-one groups: the right counts are those of each pool, as if counted by hand
-    g = torch.arange(N) // 3  # groups of 3 (the last of 2)
-    ranks, n_right = ev.pooled_ranks(x, y, g, K, repeats=2, seed=1)
-    perm = torch.randperm(N, generator=torch.Generator().manual_seed(1))  # the first repeat's first pool
-    pool = perm[:K]
-    assert n_right[0, pool].tolist() == [int((g[pool] == g[i]).sum()) for i in pool]
-    # a last pool of one window (21 = 4 x 5 + 1) still meets K candidates
-    ranks, n_right = ev.pooled_ranks(np.roll(c[:21, :21], -1, axis=0), c[:21, :21], torch.arange(21), K, 2, seed=0)
-    assert (ranks == K).all() and (n_right == 1).all()
+def test_pools_of_each_protocol():
+    # 12 recordings of 1 to 4 windows each, interleaved
+    ids = np.random.default_rng(0).permutation(np.repeat([f"rec{r:02d}" for r in range(12)], 1 + np.arange(12) % 4))
+    ids, official, drawn = ids.tolist(), ev.EvalConfig(protocol="official"), set()
+    for seed in range(40):
+        [pool] = [p.tolist() for p in ev.draw_pools(official, ids, torch.Generator().manual_seed(seed))]
+        recs = [ids[i] for i in pool]
+        assert len(set(pool)) == len(pool) and len(set(recs)) == 3  # 25% of the 12 recordings, no window twice
+        assert all(recs.count(r) == min(2, ids.count(r)) for r in recs)  # at most 2 windows each
+        assert ev.draw_pools(official, ids, torch.Generator().manual_seed(seed))[0].tolist() == pool  # seeded
+        drawn |= set(recs)
+    assert drawn == set(ids)  # any recording can be drawn
+    few = ids[:3]  # fewer than 4 recordings: still one
+    assert len({few[i] for i in ev.draw_pools(official, few, torch.Generator().manual_seed(0))[0]}) == 1
+    pools = ev.draw_pools(ev.EvalConfig(pool_size=7), ids, torch.Generator().manual_seed(0))  # 30 windows
+    used = torch.cat(pools).tolist()
+    assert [len(p) for p in pools] == [7] * 4 and len(set(used)) == 28  # --pool-size K: N // K pools of K windows
+    other = ev.draw_pools(ev.EvalConfig(pool_size=7), ids, torch.Generator().manual_seed(1))
+    assert [p.tolist() for p in pools] != [p.tolist() for p in other]  # another draw, another shuffle
+    assert [p.tolist() for p in ev.draw_pools(ev.EvalConfig(), ids, None)] == [list(range(len(ids)))]  # the split
+
+
+class FakeTestSplit:
+    """What task_retrieval reads of a WindowDataset: embeddings, narrations and recordings of N windows."""
+
+    def __init__(self, recording_ids, texts, rng):
+        self.recording_ids, self.texts = recording_ids, texts
+        self.video_emb, self.text_emb = exact_units(rng, len(texts)), exact_units(rng, len(texts))
+
+    def __len__(self):
+        return len(self.texts)
+
+
+def test_official_protocol_ranks_and_chance_in_each_pool_by_enumeration():
+    # every draw's pool (at most 6 windows) is small enough to enumerate every ordering for its exact chance
+    rng = np.random.default_rng(1)
+    ids = np.repeat([f"rec{r:02d}" for r in range(12)], 1 + np.arange(12) % 4).tolist()
+    test = FakeTestSplit(ids, [["c walks", "c sits", "c runs"][i % 3] for i in range(len(ids))], rng)
+    imu = torch.as_tensor(exact_units(rng, len(ids)))  # exact cosines: ties, ranked pessimistically
+    cfg = ev.EvalConfig(protocol="official", seeds=4, seed=3)
+    r = ev.task_retrieval(cfg, test, imu)
+    pools = [ev.draw_pools(cfg, ids, torch.Generator().manual_seed(s))[0] for s in range(3, 7)]
+    assert (r["mode"], r["draws"], r["pool_size"]) == ("official", 4, np.mean([len(p) for p in pools]))
+    frames = [str(row.tolist()) for row in test.video_emb]  # equal frame embeddings are one frame (few patterns)
+    for name, key, query, cand in (("text->imu", test.texts, test.text_emb, imu), ("imu->video", frames, imu,
+                                                                                  test.video_emb)):
+        groups, chance, metrics = np.array(key), [], []
+        for p in (p.tolist() for p in pools):
+            g = groups[p]
+            chance.append(chance_by_enumeration(len(p), [int((g == gi).sum()) for gi in g]))
+            metrics.append(ev.rank_metrics(torch.tensor(brute_ranks(np.asarray(query)[p], np.asarray(cand)[p], g, g))))
+        for k in ev.METRIC_NAMES:
+            assert r["directions"][name]["chance"][k] == pytest.approx(np.mean([c[k] for c in chance]), abs=1e-9)
+            assert r["directions"][name][k] == pytest.approx(np.mean([m[k] for m in metrics]), abs=1e-9)
+            assert r["directions"][name][k + "_std"] == pytest.approx(np.std([m[k] for m in metrics], ddof=1), abs=1e-9)
 
 
 def test_non_finite_embeddings_rank_worst():
@@ -210,6 +242,15 @@ def test_classification_metrics_hand_counted():
     assert m["accuracy"] == pytest.approx(3 / 5)
     # F1 per class: 0: P 1/2 R 1/2 -> 1/2; 1: P 2/3 R 1 -> 4/5; 2: 0
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_macro_f1_counts_a_predicted_absent_class_as_torchmetrics_does():
+    # torchmetrics' macro F1 (the official code's) averages over the classes with tp + fp + fn > 0: class 2 is
+    # predicted once but absent from the labels, so it scores 0 and counts; class 3 appears nowhere and is left out
+    m = ev.classification_metrics([0, 0, 1, 1], [0, 2, 1, 1], 4)
+    # F1 per class: 0: P 1 R 1/2 -> 2/3; 1: P 1 R 1 -> 1; 2: P 0 R 0 (tp + fp + fn = 1) -> 0; 3: not scored
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["accuracy"] == pytest.approx(3 / 4)
 
 
 def test_zero_shot_on_hand_made_embeddings():
@@ -340,8 +381,8 @@ def test_all_tasks_write_what_they_claim(world, capsys):
     assert r["directions"]["text->imu"]["chance"]["R@1"] == pytest.approx(np.mean(n_same_text / N), abs=1e-4)
     assert r["directions"]["imu->video"]["chance"]["R@1"] == pytest.approx(1 / N, abs=1e-4)  # unique frames
     assert r["directions"]["text->video via imu"]["chance"] == r["directions"]["text->video (clip)"]["chance"]
-    for m in r["directions"].values():
-        assert set(m) == {"R@1", "R@10", "R@50", "MRR", "median_rank", "chance"} and 1 / N <= m["MRR"] + 1e-4
+    for m in r["directions"].values():  # the whole split, once: no spread
+        assert {k: m[k + "_std"] for k in ev.METRIC_NAMES} == dict.fromkeys(ev.METRIC_NAMES) and 1 / N <= m["MRR"] + 1e-4
     a = report["activity"]
     assert list(a["variants"]) == ["zeroshot", "probe", "finetune", "scratch"]
     assert a["val_source"] == "val recordings" and a["val_windows"] > 0 and a["seeds"] == 2
@@ -452,13 +493,68 @@ def test_pooled_retrieval_and_labelled_npz_at_another_rate(world, tmp_path):
     # early stopping on a stratified 20% of the file's train split, never on its test split
     assert (a["train_windows"], a["val_windows"], a["test_windows"]) == (24, 6, 15)
     assert a["class_names"] == ["slow", "medium", "fast"] and list(a["variants"]) == ["probe"]
-    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--pool-size", "4", "--pool-repeats", "3",
+    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--pool-size", "4", "--seeds", "3",
              "--out", str(tmp_path / "pool")])
     r = json.loads((tmp_path / "pool" / "metrics.json").read_text())["retrieval"]
-    assert (r["mode"], r["pool_size"], r["pool_repeats"]) == ("pooled", 4, 3)
+    assert (r["mode"], r["pool_size"], r["draws"]) == ("pooled", 4, 3)
     assert all(m["median_rank"] <= 4 for m in r["directions"].values())
     assert r["directions"]["imu->video"]["chance"]["R@1"] == pytest.approx(0.25, abs=1e-4)  # unique frames
     assert r["directions"]["text->imu"]["chance"]["R@1"] >= 0.25  # repeated narrations: more right answers
+
+
+def overlapping_windows_file(path, groups=True, split=None, recordings=6, per_recording=12, rate_hz=20.0):
+    """A labelled file of 2 s windows every 1 s (neighbours overlap by half, as export-labelled's do) whose IMU
+    encodes where each window is: channel 0 is the time in its recording, channel 1 the recording's index."""
+    T, rec, k = int(2 * rate_hz), np.repeat(np.arange(recordings), per_recording), np.tile(np.arange(per_recording),
+                                                                                           recordings)
+    imu = np.zeros((len(rec), 6, T), np.float32)
+    imu[:, 0] = k[:, None] + np.arange(T) / rate_hz  # window k spans [k, k + 2) seconds
+    imu[:, 1] = rec[:, None]
+    arrays = dict(imu=imu, labels=k % 3, class_names=np.array(["a", "b", "c"]), rate_hz=np.float64(rate_hz))
+    arrays.update({"groups": np.array([f"rec{r}" for r in rec])} if groups else {})
+    arrays.update({"split": split(rec)} if split is not None else {})
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("split", [None, lambda rec: np.where(rec < 4, "train", "test")])
+def test_labelled_groups_keep_fit_validation_and_test_apart_in_time(tmp_path, split):
+    # with a groups array, no window that stops early stopping (val) or is tested overlaps a fitted one in time:
+    # whole recordings go to validation, and to test when the file has no split
+    path = overlapping_windows_file(tmp_path / "lab.npz", split=split)
+    lab = ev.labelled_splits(ev.EvalConfig(labelled=str(path)), None, data.WindowConfig(rate_hz=20.0), None)
+    spans = {p: [(int(x[1, 0]), float(x[0, 0]), float(x[0, 0]) + 2.0) for x in lab.parts[p][0]] for p in lab.parts}
+    assert all(spans.values()) and sum(map(len, spans.values())) == 72
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        overlaps = [(u, v) for u in spans[a] for v in spans[b] if u[0] == v[0] and u[1] < v[2] and v[1] < u[2]]
+        assert not overlaps, (a, b, overlaps[:3])
+    assert {r for r, _, _ in spans["val"]}.isdisjoint(r for r, _, _ in spans["train"])
+
+
+def test_labelled_file_without_groups_warns_of_overlap(world, tmp_path, capsys):
+    path = overlapping_windows_file(tmp_path / "lab.npz", groups=False)
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--steps", "2", "--out",
+             str(tmp_path / "eval")])
+    warnings = json.loads((tmp_path / "eval" / "metrics.json").read_text())["warnings"]
+    assert [w for w in warnings if "overlap" in w] and "overlap" in capsys.readouterr().err
+    path = overlapping_windows_file(tmp_path / "lab.npz", groups=True)
+    ev.main(["--task", "probe", "--checkpoint", ckpt, "--labelled", str(path), "--steps", "2", "--out",
+             str(tmp_path / "eval")])
+    assert not json.loads((tmp_path / "eval" / "metrics.json").read_text())["warnings"]
+
+
+def test_official_protocol_is_named_in_the_report(world, tmp_path):
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    ev.main(["--task", "retrieval", "--checkpoint", ckpt, "--protocol", "official", "--seeds", "3", "--examples", "1",
+             "--out", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    r, recordings = report["retrieval"], len(set(world["test"].recording_ids))
+    assert "official protocol" in report["title"] and (r["mode"], r["draws"]) == ("official", 3)
+    assert 1 <= r["pool_size"] <= 2 * max(1, recordings // 4)  # 25% of the test recordings, <= 2 windows each
+    assert (tmp_path / "eval" / "summary.md").read_text().splitlines()[0] == f"# {report['title']}"
+    for m in r["directions"].values():
+        assert m["MRR"] >= 1 / r["pool_size"] - 1e-4 and m["chance"]["MRR"] >= 1 / r["pool_size"] - 1e-4
 
 
 def test_checkpoint_without_text_warns(world, tmp_path, capsys):
@@ -488,6 +584,8 @@ def test_without_validation_recordings_the_full_budget_is_trained(world, tmp_pat
     ({}, ["--train-fraction", "0.5", "1.5"], "--train-fraction"),
     ({}, ["--train-fraction", "0.03125"], "at most 4 decimals"),
     ({}, ["--seeds", "0"], "--seeds"),
+    ({}, ["--protocol", "official", "--pool-size", "4"], "--pool-size"),
+    ({}, ["--protocol", "paper"], "--protocol"),
 ])
 def test_bad_checkpoint_or_input_is_one_line_and_exit_2(world, tmp_path, capsys, change, args, message):
     ckpt = save(world["ckpt"], tmp_path / "best.pt", **change)

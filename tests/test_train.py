@@ -243,6 +243,38 @@ def test_resume_equals_an_uninterrupted_run(full_run, dataset, tmp_path, monkeyp
         [r["loss"] for r in _log(full_run, "train") if r["epoch"] > 2]
 
 
+def test_weight_decay_reaches_only_weight_matrices_and_kernels(dataset, tmp_path):
+    """--weight-decay pulls the conv kernels and the GRU's matrices (2 or more dimensions) towards 0, never the
+    temperature, the biases or the GroupNorm parameters: read back from the optimizer state train.py saves, where
+    each parameter's moments have its shape."""
+    out = tmp_path / "wd"
+    train.main(FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32", "--epochs", "1",
+                        "--weight-decay", "0.1"])
+    opt = torch.load(out / "checkpoint.pt", weights_only=True)["optimizer"]
+    decay_by_dims = [(opt["state"][i]["exp_avg"].dim(), group["weight_decay"])
+                     for group in opt["param_groups"] for i in group["params"]]
+    assert {dims for dims, _ in decay_by_dims} == {0, 1, 2, 3}  # tau, norms and GRU biases, GRU matrices, kernels
+    assert all(decay == (0.1 if dims >= 2 else 0.0) for dims, decay in decay_by_dims), decay_by_dims
+
+
+def test_default_optimizer_steps_as_the_official_plain_adam():
+    """With --weight-decay 0 (the default), the two parameter groups take exactly the steps of torch.optim.Adam over
+    every parameter (the official optimizer), bit for bit."""
+    cfg, g = train.TrainConfig(), torch.Generator().manual_seed(0)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(train.Trainable(IMUEncoder(IMUEncoderConfig(embed_dim=16)), Temperature(0.1, learn=True)))
+    ours, adam = train.make_optimizer(models[0], cfg), torch.optim.Adam(models[1].parameters(), lr=cfg.lr)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g) for p in models[0].parameters()]
+        for model, opt in zip(models, (ours, adam)):
+            for p, grad in zip(model.parameters(), grads):
+                p.grad = grad.clone()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+
+
 def _one_step_worker(rank, world, store, out_dir):
     """One training step of 16 windows on each of 2 gloo processes, through train.py's own pieces, in float64:
     with the gather (as train.py runs) and without it (each process sees only its own 16 negatives)."""
@@ -362,3 +394,21 @@ def test_a_rank_that_fails_to_build_its_share_stops_every_rank(tmp_path):
     assert done.returncode != 0 and re.search(r"exitcode\s*: 2", done.stderr), done.stderr[-3000:]
     # the one line, printed by rank 0, is rank 1's: rank 0 built its own share, then heard of rank 1's failure
     assert len(errors) == 1 and str(broken) in errors[0] and "recordings indexed and embedded by rank 0" in done.stderr
+
+
+@pytest.mark.parametrize("part, edit", [("processes", "2"), ("train", "added"), ("val", "removed")])
+def test_resume_refuses_another_process_count_or_other_recordings(full_run, dataset, tmp_path, capsys, part, edit):
+    """--resume refuses what would silently change the shuffle, the global batch or the split: another process
+    count, or another set of train/val recordings (a recording added to the dataset since), naming what differs."""
+    ckpt = torch.load(full_run / "checkpoint.pt", weights_only=True)
+    if part == "processes":
+        ckpt["processes"], expected = 2, "2 process"  # trained under torchrun --nproc_per_node=2
+    elif edit == "added":  # the dataset has gained this training recording since the checkpoint was written
+        expected = ckpt["recordings"]["train"].pop(0)
+    else:  # a validation recording the checkpoint lists is gone from the dataset
+        ckpt["recordings"]["val"].append(expected := "gone_recording")
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
+    line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(tmp_path / "run"), "--batch-size", "32",
+                                          "--resume"], capsys)
+    assert expected in line and (part in line or "process" in line), line

@@ -169,6 +169,24 @@ def test_batch_serves_the_indexed_windows(one, tmp_path):
     assert batch["text"] == [ds.texts[i] for i in idx] and batch["window_id"] == [ds.window_ids[i] for i in idx]
 
 
+@pytest.mark.parametrize("raw, caption", [  # Ego4D narrations, cleaned by hand as the official code cleans them
+    ("#C C picks a cup.", "picks a cup"),  # the same text group as the next one, punctuation or not
+    ("#C C picks a cup", "picks a cup"),
+    ("  #C C Picks A Cup!  ", "picks a cup"),
+    ("#C C looks at #O man", "looks at #o man"),  # other people's tags stay, as in the official code
+    ("#C C picks a cup #C C puts it in the sink.", "picks a cup puts it in the sink"),  # a tag mid-sentence
+    ("#c c opens the door", "opens the door"),  # the tag in lower case (official: "c c opens the door")
+    ("#C C holds #unsure", "holds something"),
+    ("#C C holds #Unsure.", "holds something"),
+    ("#O woman Y gives #C C a cup", "o woman y gives a cup"),  # a leading "#" is punctuation, stripped
+    ("#C C Cuts the bread", "cuts the bread"),  # "C" starting a word is not the tag
+    ("#C C " + "a" * 200, "a" * 128),  # cut to 128 characters
+    ("#C C ...", ""),  # nothing left: the window is dropped (counted as empty_text)
+])
+def test_narrations_are_cleaned_as_the_official_code_does(raw, caption):
+    assert data.clean_narration(raw) == caption
+
+
 @pytest.fixture
 def many(tmp_path):
     root = tmp_path / "many"
@@ -359,6 +377,7 @@ def test_export_and_load_labelled(many, tmp_path):
         rows = slice(k * per_rec, (k + 1) * per_rec)
         assert (lab.labels[rows] == k % 3).all()
         assert set(lab.split[rows]) == {"test" if f"r{k}" in test_recs else "train"}
+        assert set(lab.groups[rows]) == {f"r{k}"}  # the recording: what evaluation splits validation by
     half = data.load_labelled(out, rate_hz=25.0)  # resampled on load; 25 Hz samples fall on 50 Hz ones
     assert half.imu.shape == (len(lab.labels), 6, 50)
     np.testing.assert_allclose(half.imu, lab.imu[:, :, ::2], atol=1e-5)
