@@ -117,6 +117,8 @@ def world(tmp_path_factory):
         sock.bind(str(w / "bad" / "socket"))
     os.symlink(w / "bad" / "fifo", w / "bad" / "fifo_link")
     os.symlink("loop", w / "bad" / "loop")
+    (w / "bad" / "lock_link").mkdir()  # an --out whose lock file is a symlink to a file of someone else's
+    os.symlink(w / "bad" / "a_file", w / "bad" / "lock_link" / ".lock")
     return w
 
 
@@ -236,6 +238,7 @@ ROWS = [
     ("data", ["export-labelled", B + "/loop", "--out", "{new}/x.npz"], 2, "loop: Too many levels of symbolic"),
     ("ego4d", ["--root", B + "/ego4d", "--out", B + "/loop"], 2, "loop: Too many levels of symbolic links"),
     ("aria", [B + "/not.vrs", "--out", B + "/loop"], 2, "loop: Too many levels of symbolic links"),
+    ("world", ["synth", "--out", B + "/lock_link"], 2, "lock_link/.lock: Too many levels of symbolic links"),
     # 5: values no real IMU produces, in a recording and in a labelled file
     ("train", ["--data", B + "/huge_imu"], 2, "imu.npy: |acc| above 10000 m/s^2 or |gyro| above 1000 rad/s"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--labelled", B + "/huge.npz", "--task", "probe"], 2,
@@ -283,8 +286,13 @@ MAINS = {"train": train.main, "evaluate": evaluate.main, "data": data.main, "wor
 
 
 def _files(*roots):
-    """Every path under roots with its type: a FIFO replaced by a regular file is a change."""
-    return {(p, stat.S_IFMT(p.lstat().st_mode)) for r in roots if r.exists() for p in r.rglob("*")}
+    """Every path under roots with its type, and a regular file's size: a FIFO replaced by a regular file, or a
+    file written through a symlink, is a change."""
+    found = set()
+    for p in (p for r in roots if r.exists() for p in r.rglob("*")):
+        st = p.lstat()
+        found.add((p, stat.S_IFMT(st.st_mode), st.st_size if stat.S_ISREG(st.st_mode) else None))
+    return found
 
 
 @pytest.mark.parametrize("script, argv, code, fragment", ROWS, ids=[f"{r[0]}:{' '.join(r[1])[:60]}" for r in ROWS])
@@ -637,6 +645,16 @@ def test_ctrl_c_stops_synth_and_the_half_written_dataset_warns(tmp_path, capsys)
     assert (out / data.INCOMPLETE).exists() and not (out / ".lock").exists()
     assert data.list_recordings(out)
     assert f"warning: {out}: the source writing it was stopped" in capsys.readouterr().err
+
+
+def test_the_default_dataset_is_made_again_when_half_written(tmp_path, monkeypatch):
+    root, made = tmp_path / "synthetic", []
+    (root / "syn000_park").mkdir(parents=True)
+    monkeypatch.setenv("IMU2CLIP_DATA", str(root))
+    monkeypatch.setattr(synthetic_world, "synthesize", lambda out, cfg: made.append(out))
+    assert synthetic_world.default_dataset() == root and made == []  # a finished one is used as it is
+    (root / data.INCOMPLETE).write_text("")
+    assert synthetic_world.default_dataset() == root and made == [root]
 
 
 def test_a_non_finite_validation_stops_the_run(world, tmp_path, monkeypatch, capsys):

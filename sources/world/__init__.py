@@ -176,7 +176,7 @@ def synthesize(out_dir, cfg=None):
                    disk=out_dir)
     data.need_room(workers * frames * 4, f"synth: {workers} worker(s), each with a recording's frames as float32")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / data.INCOMPLETE).write_text(f"synth is writing this dataset (PID {os.getpid()})\n")
+    data.atomic_write(out_dir / data.INCOMPLETE, lambda tmp: tmp.write_text(f"synth at work, PID {os.getpid()}\n"))
     jobs = [(cfg, i, str(out_dir)) for i in range(cfg.recordings)]
     start, paths = time.perf_counter(), []
     print(f"synth: {cfg.recordings} recordings x {cfg.minutes:g} min, {cfg.width}x{cfg.height} px, "
