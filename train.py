@@ -11,7 +11,8 @@ training step: data.WindowDataset caches its embeddings once per dataset. One co
     torchrun --nproc_per_node=4 train.py --modalities imu,video,text   # 4 processes, negatives pooled
 
 Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config.json and OUT/log.jsonl, each
-atomically. A non-finite loss stops the run at once (exit code 1), leaving both checkpoints as they were.
+atomically, holding OUT/.lock meanwhile (one run per OUT). A non-finite loss or validation metric stops the run at
+once (exit code 1), leaving both checkpoints as they were; so does Ctrl-C (exit code 130; --resume continues).
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse

@@ -247,6 +247,8 @@ ROWS = [
     ("evaluate", ["--checkpoint", R + "/best.pt", "--labelled", B + "/slow.npz", "--task", "probe"], 2,
      "slow.npz: resampling its 4 windows from rate_hz 1e-06 to 50 Hz"),
     ("world", ["synth", "--out", "{new}/x", "--recordings", str(2**62)], 2, "synth: 4611686018427387904 recordings"),
+    ("world", ["synth", "--out", "{new}/x", "--recordings", "100000000000000000000"], 2,
+     "argument --recordings: must be a 64-bit integer >= 1"),
     ("world", ["synth", "--out", "{new}/x", "--minutes", "1e300"], 2, "GiB"),
     ("world", ["synth", "--out", "{new}/x", "--seed=-1"], 2, "argument --seed: must be a 64-bit integer >= 0"),
     ("world", ["synth", "--out", "{new}/x", "--workers", "100000"], 2, "argument --workers: must be a 64-bit integer"),
