@@ -24,6 +24,7 @@ import argparse
 import collections
 import contextlib
 import errno
+import fcntl
 import functools
 import glob
 import hashlib
@@ -33,6 +34,7 @@ import os
 import re
 import resource
 import shutil
+import stat
 import string
 import sys
 import zipfile
@@ -53,6 +55,8 @@ ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing 
               "climbing stairs")
 FORMAT_NAME = "imu2clip-recording"
 FORMAT_VERSION = 1
+MAX_ACC, MAX_GYRO = 1e4, 1e3  # m/s^2 (about 1000 g) and rad/s: beyond what any real IMU measures
+INCOMPLETE = ".incomplete"  # a source writing a dataset keeps this file in it until it has finished
 
 
 @dataclass
@@ -89,6 +93,8 @@ def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, s
           f"expected shape (N >= 2, 6), got {imu.shape}")
     check(imu.dtype == np.float32, "imu.npy", f"expected dtype float32, got {imu.dtype}")
     check(np.isfinite(imu).all(), "imu.npy", "NaN or infinite values")
+    check(np.abs(imu[:, :3]).max(initial=0) <= MAX_ACC and np.abs(imu[:, 3:]).max(initial=0) <= MAX_GYRO, "imu.npy",
+          f"|acc| above {MAX_ACC:g} m/s^2 or |gyro| above {MAX_GYRO:g} rad/s, beyond any real IMU")
     check(frames.ndim == 4 and frames.shape[3] == 3 and len(frames) >= 1, "frames.npy",
           f"expected shape (F >= 1, H, W, 3), got {frames.shape}")
     check(frames.dtype == np.uint8, "frames.npy", f"expected dtype uint8, got {frames.dtype}")
@@ -138,7 +144,7 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
 
 def load_file(path):
     """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
-    need(path.is_file(), f"{path}: missing file")
+    need(path.is_file(), f"{path}: {'not a regular file' if path.exists() else 'missing file'}")
     try:
         if path.suffix == ".json":
             return json.loads(path.read_text())
@@ -165,10 +171,17 @@ def read_recording(path):
 
 
 def list_recordings(root):
-    """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings."""
+    """The recording directories of a dataset, sorted; names starting with "." or "_" are not recordings. Warns of
+    a dataset whose source has not finished (INCOMPLETE) and of a symlink that leads nowhere (a loop, a lost target)."""
     root = Path(root)
-    need(root.is_dir(), f"{root}: no such dataset directory")
-    found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    need(_kind(root) == "a directory", f"{root}: no such dataset directory")  # (a symlink loop: OSError)
+    if (root / INCOMPLETE).exists():
+        print(f"warning: {root}: the source writing it was stopped, or is still at work ({INCOMPLETE} is there): "
+              f"recordings may be missing", file=sys.stderr)
+    names = sorted(p for p in root.iterdir() if not p.name.startswith((".", "_")))
+    for p in (p for p in names if p.is_symlink() and not p.exists()):
+        print(f"warning: {p}: skipped, a symlink that leads nowhere (a loop or a missing target)", file=sys.stderr)
+    found = [p for p in names if p.is_dir()]
     need(found, f"{root}: no recordings in this dataset directory")
     return found
 
@@ -188,26 +201,28 @@ def clean_narration(text):
 SPLITS = ("train", "val", "test", "all")
 
 
-def flag(default, help: str, choices=None, at_least=None, above=None):
-    """A config field with its --help text, allowed values and lower bound: `epochs: int = flag(10, "passes over
-    the data", at_least=1)`. Every command line is generated from such fields by add_flags (section 6), which also
+def flag(default, help: str, choices=None, at_least=None, above=None, at_most=None):
+    """A config field with its --help text, allowed values and bounds: `epochs: int = flag(10, "passes over the
+    data", at_least=1)`. Every command line is generated from such fields by add_flags (section 6), which also
     refuses, naming the flag, a non-finite float and an int beyond 64 bits."""
-    return field(default=default, metadata={"help": help, "choices": choices, "at_least": at_least, "above": above})
+    return field(default=default, metadata={"help": help, "choices": choices, "at_least": at_least, "above": above,
+                                            "at_most": at_most})
 
 
 @dataclass
 class WindowConfig:
     """How recordings are cut into windows; everything but the split fractions is part of the cache key."""
-    window_sec: float = flag(5.0, "window length in seconds (the official code's effective window)")
-    rate_hz: float = flag(200.0, "IMU rate the model sees; every source is resampled to it")
+    window_sec: float = flag(5.0, "window length in seconds (the official code's effective window)", above=0,
+                             at_most=3600)
+    rate_hz: float = flag(200.0, "IMU rate the model sees; every source is resampled to it", above=0, at_most=1e4)
     mode: str = flag("narration", "narration: centred on each narration | sliding: every stride_sec, no text",
                      choices=("narration", "sliding"))
-    stride_sec: float = flag(2.5, "step between sliding windows (sliding mode and export-labelled only)")
+    stride_sec: float = flag(2.5, "step between sliding windows (sliding mode and export-labelled only)", above=0)
     video_mode: str = flag("clip_1frame", "clip_1frame: middle frame | clip_avg_frames: mean of first/mid/last",
                            choices=("clip_1frame", "clip_avg_frames"))
-    max_gap_sec: float = flag(0.1, "a window whose IMU has a larger hole between two samples is dropped")
-    val_frac: float = flag(0.15, "fraction of recordings (not windows) held out for validation")
-    test_frac: float = flag(0.15, "fraction of recordings held out for testing")
+    max_gap_sec: float = flag(0.1, "a window whose IMU has a larger hole between two samples is dropped", above=0)
+    val_frac: float = flag(0.15, "fraction of recordings (not windows) held out for validation", at_least=0)
+    test_frac: float = flag(0.15, "fraction of recordings held out for testing", at_least=0)
 
     def __post_init__(self):
         need(self.mode in ("narration", "sliding") and self.video_mode in ("clip_1frame", "clip_avg_frames"),
@@ -552,6 +567,7 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
     """Read a labelled-IMU .npz (imu (N, 6, T), labels (N,), class_names (C,), rate_hz, optional split and groups),
     check it, resample it to rate_hz and split it (split_off: by group when it has groups) when it has no split."""
     path = Path(path)
+    need(path.is_file(), f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -562,18 +578,22 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           f"rate_hz and optionally split and groups")
     imu, labels, names, src_rate = data["imu"], data["labels"], data["class_names"], data["rate_hz"]
     N, T = (imu.shape[0], imu.shape[2]) if imu.ndim == 3 else (0, 0)
-    need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and np.issubdtype(imu.dtype, np.number),
-          f"{path}: imu must be (N, 6, T) numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
+    need(imu.ndim == 3 and imu.shape[1] == 6 and T >= 2 and imu.dtype.kind in "iuf",
+          f"{path}: imu must be (N, 6, T) real numbers (acc xyz, gyro xyz), got {imu.shape} {imu.dtype}")
     need(labels.shape == (N,) and np.issubdtype(labels.dtype, np.integer),
           f"{path}: labels must be ({N},) integers, got {labels.shape} {labels.dtype}")
     need(names.ndim == 1 and len(names) and names.dtype.kind == "U",
           f"{path}: class_names must be a 1-D array of strings, got {names.shape} {names.dtype}")
+    need(len(set(names)) == len(names) and all(n.strip() for n in names),
+          f"{path}: class_names must be distinct and not empty, got {names.tolist()}")
     need(not N or (labels.min() >= 0 and labels.max() < len(names)),
           f"{path}: labels must lie in [0, {len(names)}) for {len(names)} class_names")
     need(src_rate.shape == () and np.issubdtype(src_rate.dtype, np.number) and np.isfinite(src_rate)
           and float(src_rate) > 0, f"{path}: rate_hz must be one positive number, got {src_rate!r}")
     with np.errstate(over="ignore"):  # what overflows float32 becomes inf there
         need(np.isfinite(imu.astype(np.float32)).all(), f"{path}: imu contains NaN, inf or values beyond float32")
+    need(np.abs(imu[:, :3]).max(initial=0) <= MAX_ACC and np.abs(imu[:, 3:]).max(initial=0) <= MAX_GYRO,
+          f"{path}: imu has |acc| above {MAX_ACC:g} m/s^2 or |gyro| above {MAX_GYRO:g} rad/s, beyond any real IMU")
     groups = data.get("groups")
     need(groups is None or (groups.shape == (N,) and groups.dtype.kind in "Uiu"), f"{path}: groups must be ({N},) "
          f"strings or integers (the recording or subject of each window), got {getattr(groups, 'shape', '')}")
@@ -586,7 +606,12 @@ def load_labelled(path, rate_hz=200.0, test_frac=0.2, seed=0):
           f"'train'/'test'")
     src_rate = float(src_rate)
     if src_rate != rate_hz:
-        T_out = int(round(T * rate_hz / src_rate))
+        samples = T * rate_hz / src_rate  # at rate_hz; a float, as a tiny rate_hz makes it astronomical
+        need(samples >= 2, f"{path}: rate_hz {src_rate:g} makes its {T} samples {T / src_rate:.3g} s, "
+             f"{samples:.3g} samples at {rate_hz:g} Hz")
+        need_room(8 * 6 * N * (T + 3 * samples), f"{path}: resampling its {N} windows from rate_hz {src_rate:g} to "
+                  f"{rate_hz:g} Hz ({T} -> {samples:.3g} samples)")  # float64: the source, the result, 2 temporaries
+        T_out = int(round(samples))
         x = imu.transpose(2, 0, 1).reshape(T, N * 6)  # (T, N * 6): all windows share the time grid
         x = resample(x, np.arange(T) / src_rate, np.arange(T_out) / rate_hz, rate_hz)  # (T_out, N * 6)
         imu = x.reshape(T_out, N, 6).transpose(1, 2, 0)  # (N, 6, T_out)
@@ -646,8 +671,12 @@ def _remove(path: Path) -> None:
 def atomic_write(path, write) -> None:
     """write(tmp), then rename tmp over `path` (a file or a directory): a kill at any moment leaves the previous
     `path` or the new one. tmp is the hidden `.NAME.tmp-PID` beside it, deleted when write raises; a dead process's
-    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place)."""
+    leftovers are deleted when `path` is next written (a directory it set aside, `-old`, goes back in place).
+    Nothing but a regular file or a directory is ever replaced (not a device, a FIFO or a socket), and an OSError
+    (a full disk, a read-only file system) names `path`, not tmp."""
     path = Path(path)
+    kind = _kind(path)
+    need(kind in (None, "a regular file", "a directory"), f"{path}: is {kind}; refusing to write over it")
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
         pid = re.fullmatch(r".*\.tmp-(\d+)(-old)?", stale.name)  # PID, and "-old" for a directory set aside
@@ -665,22 +694,99 @@ def atomic_write(path, write) -> None:
             _remove(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if old.exists() and not path.exists():
             os.replace(old, path)  # the previous version back
         if tmp.exists():
             _remove(tmp)
+        if isinstance(e, OSError) and e.errno:
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
-def _number(kind, at_least=None, above=None):
+KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+         (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(path):
+    """What is at `path`, symlinks followed: "a regular file", "a directory", "a FIFO", ...; None when nothing is.
+    A symlink loop, or a file used as a directory, raises its OSError (command: one error line)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return next((name for test, name in KINDS if test(mode)), "an unknown kind of file")
+
+
+def check_out_dir(out) -> None:
+    """--out of a command that writes a directory: DataError when it exists as something else."""
+    kind = _kind(out)
+    need(kind in (None, "a directory"), f"--out {out}: is {kind}, not a directory")
+
+
+_locks = []  # the --out locks this process holds until main returns: (lock file, open file, directories made)
+
+
+def lock_out(out) -> None:
+    """One run per --out: OUT/.lock, with this PID in it, is held (fcntl.flock) until main returns (command releases
+    it). Another run on the same --out stops at once, naming this PID; the kernel releases the lock of a process that
+    dies, so even kill -9 leaves no stale lock. The file goes on release, and so does an --out made for it alone."""
+    out = Path(out)
+    check_out_dir(out)
+    made = [d for d in (out, *out.parents) if not d.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = os.fdopen(os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")  # not via a link
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            f.close()
+            raise DataError(f"--out {out}: in use by another run (PID {pid}); wait for it to end, or choose another "
+                            f"--out") from None
+        if os.fstat(f.fileno()).st_nlink:  # the file at OUT/.lock, not one that a run ending has just removed
+            break
+        f.close()
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _locks.append((out / ".lock", f, made))
+
+
+def _unlock() -> None:
+    while _locks:
+        path, f, made = _locks.pop()
+        path.unlink(missing_ok=True)  # before the lock goes, so that no other run locks a file about to go
+        f.close()
+        for d in made:  # innermost first, only when empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def need_room(nbytes, what: str, disk=None) -> None:
+    """Refuse before trying: DataError when `what` needs more bytes than the memory available (/proc/meminfo's
+    MemAvailable) or, given `disk` (a path), than the free space of the disk it is on."""
+    if disk is not None:
+        disk = next(d for d in (Path(disk), *Path(disk).parents) if d.exists())
+        free, where = shutil.disk_usage(disk).free, f"free on {disk}"
+    elif os.path.exists("/proc/meminfo"):  # Linux: what can be allocated without swapping
+        with open("/proc/meminfo") as f:
+            free, where = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemAvailable:")), "available"
+    else:  # elsewhere the physical memory, an upper bound
+        free, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "in this machine"
+    need(nbytes <= free, f"{what} needs about {nbytes / 2**30:.3g} GiB, and there are {free / 2**30:.3g} GiB {where}")
+
+
+def number(kind, at_least=None, above=None, at_most=None):
     """argparse type of a numeric flag: a `kind` that is finite (a float) or fits 64 bits (an int), and within its
-    bound; argparse names the flag in its one error line."""
+    bounds; argparse names the flag in its one error line."""
     def parse(text):
         x = kind(text)  # ValueError: argparse says "invalid int value: 'many'"
         if not (math.isfinite(x) and (kind is float or abs(x) < 2**63) and (at_least is None or x >= at_least)
-                and (above is None or x > above)):
+                and (above is None or x > above) and (at_most is None or x <= at_most)):
             bound = f" >= {at_least:g}" if at_least is not None else f" > {above:g}" if above is not None else ""
+            bound += f"{' and' if bound else ''} <= {at_most:g}" if at_most is not None else ""
             kind_name = "a finite number" if kind is float else "a 64-bit integer"
             raise argparse.ArgumentTypeError(f"must be {kind_name}{bound}, got {text}")
         return x
@@ -690,7 +796,7 @@ def _number(kind, at_least=None, above=None):
 
 def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
     """One --flag per field of the dataclass `cls` (or of those named in `only`); booleans get --x / --no-x,
-    tuples take several values, numbers are checked by _number."""
+    tuples take several values, numbers are checked by `number`."""
     for f in (f for f in fields(cls) if only is None or f.name in only):
         name, meta, kind = "--" + f.name.replace("_", "-"), f.metadata, type(f.default)
         kwargs = {"default": f.default, "help": f"{meta.get('help', '')} (default: %(default)s)"}
@@ -700,7 +806,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, only=None) -> None:
         if kind is tuple:
             kind, kwargs = type(f.default[0]), {**kwargs, "nargs": "+", "default": list(f.default)}
         if kind in (int, float):
-            kind = _number(kind, meta.get("at_least"), meta.get("above"))
+            kind = number(kind, meta.get("at_least"), meta.get("above"), meta.get("at_most"))
         parser.add_argument(name, type=kind, choices=meta.get("choices"), **kwargs)
 
 
@@ -710,23 +816,27 @@ def config_from(cls, args: argparse.Namespace):
                   for f in fields(cls)})
 
 
-def check_out_dir(out) -> None:
-    """--out of a command that writes a directory: DataError when it exists as something else."""
-    need(not Path(out).exists() or Path(out).is_dir(), f"--out {out}: exists and is not a directory")
-
-
 def command(main):
-    """The edge of every command line (train.py's, evaluate.py's, data.py's, each source's): main(argv), with bad
-    input (ValueError, DataError among them) as one `error:` line and exit code 2, not a traceback, and a run gone
-    non-finite (FloatingPointError) as one line and exit code 1. Under torchrun only rank 0 prints."""
+    """The edge of every command line (train.py's, evaluate.py's, data.py's, each source's): main(argv), its errors
+    as one line instead of a traceback. Bad input (ValueError, DataError among them) and a file-system error (an
+    OSError: read-only, full, a symlink loop; it names the file) exit with code 2, a run gone non-finite
+    (FloatingPointError) or out of memory with 1, Ctrl-C with 130; the --out locks main took are released. Under
+    torchrun only rank 0 prints."""
     @functools.wraps(main)
     def run(argv=None):
         try:
             return main(argv)
-        except (ValueError, FloatingPointError) as e:
-            if os.environ.get("RANK", "0") == "0":
-                print(f"error: {e}", file=sys.stderr)
-            sys.exit(1 if isinstance(e, FloatingPointError) else 2)
+        except KeyboardInterrupt as e:  # Ctrl-C; main may say where it stopped
+            code, line = 130, f"interrupted{f': {e}' if str(e) else ''}"
+        except (ValueError, OSError) as e:  # an OSError names its file: "error: /ro/x: Read-only file system"
+            code, line = 2, f"error: {e.filename}: {e.strerror}" if getattr(e, "filename", None) else f"error: {e}"
+        except (FloatingPointError, MemoryError) as e:
+            code, line = 1, f"error: {str(e) or 'out of memory'}"
+        finally:
+            _unlock()
+        if os.environ.get("RANK", "0") == "0":
+            print(line, file=sys.stderr)
+        sys.exit(code)
     return run
 
 

@@ -225,7 +225,7 @@ class EvalConfig:
     encoder_lr: float = flag(1e-4, "AdamW learning rate of the pretrained encoder when fine-tuning", above=0)
     weight_decay: float = flag(1e-4, "AdamW weight decay of the three classifiers", at_least=0)
     seeds: int = flag(1, "seeds of every supervised variant and draws of retrieval pools (mean +- std when > 1); 1 "
-                         "keeps --task all about a minute", at_least=1)
+                         "keeps --task all about a minute", at_least=1, at_most=100)
     train_fraction: tuple = flag((1.0,), "fractions of the training labels used (several: label_efficiency.png)")
     seed: int = flag(0, "first seed (then seed+1, ...): pools, label subsets, heads, from-scratch encoders", at_least=0)
     device: str = flag("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
@@ -583,8 +583,7 @@ def check_flags(cfg: EvalConfig):
         ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
         (not all(0 < f <= 1 and round(f, 4) == f for f in cfg.train_fraction),
          "--train-fraction: every fraction must be in (0, 1], with at most 4 decimals (as the reports give it)"),
-        (cfg.protocol == "official" and cfg.pool_size, "--protocol official draws its own pool: leave out --pool-size"),
-        (cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir(), f"--out {cfg.out}: not a directory")]:
+        (cfg.protocol == "official" and cfg.pool_size, "--protocol official draws its own pool: leave out --pool-size")]:
         if bad:
             raise ValueError(message)
 
@@ -665,6 +664,8 @@ def run(cfg: EvalConfig) -> dict:
     """Run cfg.task on cfg.checkpoint and write the reports. Bad input raises ValueError (incl. DataError)."""
     check_flags(cfg)
     path, device = Path(cfg.checkpoint), resolve_device(cfg.device)  # resolve_device: model.py
+    out = Path(cfg.out) if cfg.out else path.parent / "eval"
+    data.lock_out(out)  # one run per --out (data.command releases it)
     ckpt, window, clip, encoder, trained_on = load_model(path, device)
     root, steps, info = Path(cfg.data or ckpt.get("data", "")), TASKS[cfg.task], clip.info()
     banner = "" if info["weights_source"] != "random-init" else (  # the loud line every report then carries
@@ -680,6 +681,9 @@ def run(cfg: EvalConfig) -> dict:
     if banner:
         print(f"warning: {banner}", file=sys.stderr)
     test, lab = load_data(cfg, report, root, path, ckpt, window, clip, trained_on)
+    if lab is not None and lab.parts["test"][0].shape[-1] < encoder.min_samples():  # a --labelled file's windows
+        raise data.DataError(f"{lab.source}: {lab.parts['test'][0].shape[-1]} samples per window at {window.rate_hz:g} "
+                             f"Hz; the IMU encoder needs at least {encoder.min_samples()}")
     pictures = {}
     if "retrieval" in steps:
         imu_emb = predict(encoder, torch.as_tensor(test.imu), cfg.batch_size, device)  # (N, 6, T) -> (N, D)
@@ -691,7 +695,7 @@ def run(cfg: EvalConfig) -> dict:
     if lab is not None:
         report["activity"] = activity_report(cfg, steps, encoder, clip, lab, device)
         pictures.update(activity_pictures(report["activity"], bool(banner)))
-    return write_reports(Path(cfg.out) if cfg.out else path.parent / "eval", report, pictures)
+    return write_reports(out, report, pictures)
 
 
 @data.command  # bad flags, checkpoint or data (a ValueError, data.DataError among them): one error line, exit 2

@@ -28,6 +28,8 @@ def parse_modalities(text: str) -> list:
     unknown = [m for m in names if m not in ("imu", *TARGET_MODALITIES)]
     if unknown:
         raise ValueError(f"--modalities: unknown modality {unknown[0]!r} (choose from imu, video, text)")
+    if len(set(names)) < len(names):
+        raise ValueError(f"--modalities {text}: a modality named twice")
     if "imu" not in names:
         raise ValueError(f"--modalities {text}: IMU2CLIP aligns the IMU with video and/or text, so imu is required")
     targets = [m for m in TARGET_MODALITIES if m in names]

@@ -11,11 +11,13 @@ training step: data.WindowDataset caches its embeddings once per dataset. One co
     torchrun --nproc_per_node=4 train.py --modalities imu,video,text   # 4 processes, negatives pooled
 
 Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config.json and OUT/log.jsonl, each
-atomically. A non-finite loss stops the run at once (exit code 1), leaving both checkpoints as they were.
+atomically, holding OUT/.lock meanwhile (one run per OUT). A non-finite loss or validation metric stops the run at
+once (exit code 1), leaving both checkpoints as they were; so does Ctrl-C (exit code 130; --resume continues).
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
@@ -59,8 +61,8 @@ class TrainConfig:
     cosine: bool = flag(False, "cosine decay of the learning rate to 0 after the warm-up (else constant)")
     grad_clip: float = flag(1.0, "clip the global gradient norm to this (ours, not in the paper); 0 = no clipping",
                             at_least=0)
-    window_sec: float = flag(5.0, "IMU window length in seconds; paper: 5 s", above=0)
-    rate_hz: float = flag(200.0, "IMU resampled to this rate; Ego4D's IMU is about 200 Hz", above=0)
+    window_sec: float = flag(5.0, "IMU window length in seconds; paper: 5 s", above=0, at_most=3600)
+    rate_hz: float = flag(200.0, "IMU resampled to this rate; Ego4D's IMU is about 200 Hz", above=0, at_most=1e4)
     windows: str = flag("narration", "narration: one window per narration | sliding: a sliding window (no text)",
                         choices=("narration", "sliding"))
     video_mode: str = flag("clip_1frame", "clip_1frame: middle frame | clip_avg_frames: mean of first/middle/last",
@@ -88,7 +90,7 @@ def parse_args(argv=None) -> TrainConfig:
     cfg = data.config_from(TrainConfig, parser.parse_args(argv))  # each number within its flag's bound
     if "text" in parse_modalities(cfg.modalities) and cfg.windows == "sliding":
         raise ValueError("--windows sliding has no narrations; use --modalities imu,video or --windows narration")
-    cfg.clip_weights = str(Path(cfg.clip_weights).resolve()) if cfg.clip_weights else ""  # compared on --resume
+    cfg.clip_weights = os.path.realpath(cfg.clip_weights) if cfg.clip_weights else ""  # compared on --resume
     return cfg
 
 
@@ -162,9 +164,9 @@ def main(argv=None):
     cfg = parse_args(argv)
     targets = parse_modalities(cfg.modalities)
     out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
-    data.check_out_dir(out)
-    ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None  # a bad one fails before any work
     with processes(cfg.device) as (rank, world, device):  # under torchrun: one process group
+        rank0_first(rank, world, lambda: data.lock_out(out) if rank == 0 else None)  # refused: every rank stops
+        ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None  # a bad one fails before any work
         clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=device,
                                                            require_pretrained=cfg.require_pretrained))
         torch.manual_seed(cfg.seed)
@@ -188,27 +190,35 @@ def main(argv=None):
             "resumed_at_epoch": start_epoch or None})
         B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
         total_steps, progress = steps_per_epoch * cfg.epochs, Progress(log, cfg, world, step, steps_per_epoch)
-        for epoch in range(start_epoch, cfg.epochs):
-            for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
-                lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
-                loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
-                if not torch.isfinite(loss):  # data.command: one error line, exit code 1
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
-                                             f"high?); stopped with {out}/checkpoint.pt and best.pt as they were")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # under torchrun, DDP averages the gradients over processes here
-                if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
-                optimizer.step()
-                trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
-                step += 1
-                progress.update(loss, epoch, step, lr)  # a line every --log-every steps and at the epoch's end
-            metrics = validate(trainable, val_set, targets, B * world, device)
-            is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
-            ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
-                    "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
-                    "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
-            end_epoch(log, out, rank, ckpt, is_best, targets, clip)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
+                    lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
+                    loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
+                    if not torch.isfinite(loss):  # data.command: one error line, exit code 1
+                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
+                                                 f"high?); stopped with {out}/checkpoint.pt and best.pt as they were")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()  # under torchrun, DDP averages the gradients over processes here
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
+                    step += 1
+                    progress.update(loss, epoch, step, lr)  # a line every --log-every steps and at the epoch's end
+                metrics = validate(trainable, val_set, targets, B * world, device)
+                if bad := [k for k, v in metrics.items() if not math.isfinite(v)]:  # as a non-finite loss
+                    raise FloatingPointError(f"non-finite {', '.join(bad)} in the validation of epoch {epoch + 1}; "
+                                             f"stopped with {out}/checkpoint.pt and best.pt as they were")
+                is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
+                ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
+                        "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
+                        "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
+                end_epoch(log, out, rank, ckpt, is_best, targets, clip)
+        except KeyboardInterrupt:  # Ctrl-C: data.command prints this as one line, exit code 130
+            raise KeyboardInterrupt(f"in epoch {epoch + 1} at step {step}; " + (f"{out}/checkpoint.pt holds epoch "
+                                    f"{epoch}, and --resume continues from it" if epoch else "no epoch had finished")) \
+                from None
         if start_epoch >= cfg.epochs:
             log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
                 "--epochs to continue")
@@ -243,7 +253,7 @@ def load_splits(cfg: TrainConfig, window, clip, rank: int, world: int):
     if not cfg.data:  # the default: the synthetic world, made on first use (train.py's one import of sources/)
         from sources.world import default_dataset
         cfg.data = str(rank0_first(rank, world, default_dataset))
-    root = Path(cfg.data).resolve()
+    root = Path(os.path.realpath(cfg.data))  # (not Path.resolve: a symlink loop makes it raise RuntimeError)
     shared(world, lambda: data.build_cache(root, window, clip, rank=rank, world=world))  # also the barrier
     train_set, val_set = (data.WindowDataset(root, split, window, clip) for split in ("train", "val"))
     if len(train_set) < cfg.batch_size * world:
@@ -346,13 +356,14 @@ class Log:
 
     def __init__(self, out: Path, rank: int, cfg: TrainConfig, step: int, header: dict):
         self.path, self.rank = out / "log.jsonl", rank
-        if rank == 0:  # (atomic_write makes the --out directory)
+        if rank == 0:
             if not cfg.resume and self.path.exists():  # a fresh run starts a fresh log
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
-                self.path.unlink()
-            elif cfg.resume and self.path.exists():
-                kept = [line for line in self.path.read_text().splitlines() if logged_step(line) <= step]
-                data.atomic_write(self.path, lambda tmp: tmp.write_text("".join(f"{k}\n" for k in kept)))
+
+            def kept(tmp):  # (atomic_write refuses a log.jsonl that is not a regular file before it is read)
+                lines = self.path.read_text().splitlines() if cfg.resume and self.path.exists() else []
+                tmp.write_text("".join(f"{line}\n" for line in lines if logged_step(line) <= step))
+            data.atomic_write(self.path, kept)
             data.atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
         clip = header["clip"]  # clip_vendor has already warned loudly if its towers are random-init
         self(header, f"train: {cfg.modalities} | CLIP {clip['name']} ({clip['weights_source'].upper()}, sha256 "
@@ -405,8 +416,11 @@ def end_epoch(log: Log, out: Path, rank: int, ckpt: dict, is_best: bool, targets
 
 
 def save_checkpoint(path: Path, ckpt: dict) -> None:
-    """Atomically; only tensors and plain containers inside, so that weights_only loading works."""
-    data.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    """Atomically; only tensors and plain containers inside, so that weights_only loading works. Serialised in memory
+    first, then written as bytes: a full disk is an OSError naming the file (torch.save to a file: a RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    data.atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ def resolve(name_or_path: str | os.PathLike = "ViT-B/32", weights: str | os.Path
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"{path}: CLIP weights file not found")
+            problem = "is not a regular file" if path.exists() else "not found"  # (a device, a FIFO, a directory)
+            raise ValueError(f"{path}: CLIP weights file {problem}")
         return Weights(name, config, path, sha256_file(path))
     if name not in MODELS:
         if require_pretrained:

@@ -192,10 +192,11 @@ def main(argv=None):
     parser.add_argument("vrs", nargs="+", help="VRS file(s), one recording each")
     parser.add_argument("--out", required=True, help="dataset directory to write the recordings into")
     parser.add_argument("--imu", choices=tuple(IMU_STREAMS), default="right", help="IMU stream (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
+    parser.add_argument("--size", type=data.number(int, at_least=1, at_most=4096), default=224,
+                        help="side of the square frames [px] (default: %(default)s)")
     parser.add_argument("--narrations", default=None, help="AEA speech.csv of the (one) VRS file")
     args = parser.parse_args(argv)
-    data.check_out_dir(args.out)
+    data.lock_out(args.out)  # one import per --out at a time (data.command releases it)
     import_aria(args.vrs, args.out, args.imu, args.size, args.narrations)
 
 

@@ -191,8 +191,8 @@ def import_ego4d(root, out, videos=None, size=224, fps=FPS, workers=1):
         jobs = []
         for uid in videos:
             csv_path, mp4 = imu_dir / f"{uid}.csv", _file(root, f"full_scale/{uid}.mp4")
-            need(csv_path.exists(), f"{csv_path}: no IMU CSV for video {uid}")
-            need(mp4, f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
+            need(csv_path.is_file(), f"{csv_path}: no IMU CSV for video {uid}")
+            need(mp4 and mp4.is_file(), f"{root}/v1/full_scale/{uid}.mp4: no video for {uid} (nor under v2/)")
             if _imported(out, uid, size, fps):
                 report["skipped"].append(uid)
                 continue
@@ -219,12 +219,15 @@ def main(argv=None):
     parser.add_argument("--root", required=True, help="Ego4D download directory (holds v1/ or v2/)")
     parser.add_argument("--out", required=True, help="dataset directory to write the recordings into")
     parser.add_argument("--videos", default=None, help="comma-separated video uids (default: all with IMU)")
-    parser.add_argument("--size", type=int, default=224, help="side of the square frames [px] (default: %(default)s)")
-    parser.add_argument("--fps", type=float, default=FPS, help="frames stored per second; windows use the frame "
-                        "nearest each time they need (default: %(default)s, as the official preprocessing)")
-    parser.add_argument("--workers", type=int, default=1, help="videos decoded in parallel (default: %(default)s)")
+    parser.add_argument("--size", type=data.number(int, at_least=1, at_most=4096), default=224,
+                        help="side of the square frames [px] (default: %(default)s)")
+    parser.add_argument("--fps", type=data.number(float, above=0), default=FPS, help="frames stored per second; "
+                        "windows use the frame nearest each time they need (default: %(default)s, as the official "
+                        "preprocessing)")
+    parser.add_argument("--workers", type=data.number(int, at_least=1, at_most=256), default=1,
+                        help="videos decoded in parallel (default: %(default)s)")
     args = parser.parse_args(argv)
-    data.check_out_dir(args.out)
+    data.lock_out(args.out)  # one import per --out at a time (data.command releases it)
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
     print(json.dumps(import_ego4d(args.root, args.out, videos, args.size, args.fps, args.workers), indent=1))
 

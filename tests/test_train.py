@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from dataclasses import fields
@@ -341,6 +342,30 @@ def test_two_processes_under_torchrun_run_end_to_end_close_to_one_process(full_r
     assert (ckpt["epoch"], ckpt["step"]) == (4, _total_steps(full_run))
     emb = model.encoder_from_checkpoint(ckpt)(torch.randn(2, 6, 100))
     assert emb.shape == (2, clip_vendor.CONFIGS["tiny"].embed_dim) and torch.isfinite(emb).all()
+
+
+def test_a_refused_out_lock_stops_every_process(dataset, tmp_path):
+    """Two processes of one process group (as torchrun starts them) on an --out that another run holds: rank 0's
+    refusal reaches rank 1 too (rank0_first), so both exit with code 2 at once, one error line in all, no traceback,
+    instead of rank 1 waiting in a collective for a rank 0 that has gone."""
+    out = tmp_path / "held"
+    data.lock_out(out)  # held by this process, as another run would hold it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, IMU2CLIP_OFFLINE="1", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), WORLD_SIZE="2")
+    cmd = [sys.executable, str(ROOT / "train.py"), *FLAGS, "--data", str(dataset), "--out", str(out)]
+    try:
+        ranks = [subprocess.Popen(cmd, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stderr=subprocess.PIPE,
+                                  text=True) for r in range(2)]
+        errs = [p.communicate(timeout=120)[1] for p in ranks]
+    finally:
+        data._unlock()
+    assert [p.returncode for p in ranks] == [2, 2], errs
+    assert errs[0].splitlines()[-1] == f"error: --out {out}: in use by another run (PID {os.getpid()}); wait for it " \
+                                       f"to end, or choose another --out"
+    assert errs[1] == "" and "Traceback" not in errs[0]
 
 
 def _exit_2_with_one_line(args, capsys):

@@ -30,6 +30,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -52,22 +53,24 @@ IMU_FRAME = ("x right, y down, z forward: the camera frame of the head-mounted g
 class SynthConfig:
     """The synthetic egocentric world: how many recordings, how long, and how they are sensed."""
     recordings: int = flag(48, "number of recordings; scenes are assigned in turn", at_least=1)
-    minutes: float = flag(2.0, "length of each recording")
+    minutes: float = flag(2.0, "length of each recording", above=0)
     seed: int = flag(0, "recording i is generated from the seed sequence (seed, i) alone", at_least=0)
-    width: int = flag(48, "stored frame width [px] (CLIP preprocessing upscales)")
-    height: int = flag(48, "stored frame height [px]")
-    fov_deg: float = flag(90.0, "horizontal field of view of the pinhole camera")
-    exposure_sec: float = flag(0.05, "shutter time: the head's rotation during it blurs the frame (0 = sharp)")
-    video_fps: float = flag(10.0, "video frame rate")
-    imu_rate_hz: float = flag(200.0, "IMU sample rate")
-    sim_rate_hz: float = flag(1000.0, "rate of the simulated head trajectory; a multiple of the IMU and video rates")
-    acc_noise: float = flag(0.02, "accelerometer white-noise std [m/s^2]")
-    gyro_noise: float = flag(0.003, "gyroscope white-noise std [rad/s]")
-    acc_bias: float = flag(0.05, "std of the constant per-recording accelerometer bias [m/s^2]")
-    gyro_bias: float = flag(0.005, "std of the constant per-recording gyroscope bias [rad/s]")
+    width: int = flag(48, "stored frame width [px] (CLIP preprocessing upscales)", at_least=8, at_most=1024)
+    height: int = flag(48, "stored frame height [px]", at_least=8, at_most=1024)
+    fov_deg: float = flag(90.0, "horizontal field of view of the pinhole camera", at_least=10, at_most=170)
+    exposure_sec: float = flag(0.05, "shutter time: the head's rotation during it blurs the frame (0 = sharp)",
+                               at_least=0)
+    video_fps: float = flag(10.0, "video frame rate", above=0)
+    imu_rate_hz: float = flag(200.0, "IMU sample rate", above=0)
+    sim_rate_hz: float = flag(1000.0, "rate of the simulated head trajectory; a multiple of the IMU and video rates",
+                              above=0)
+    acc_noise: float = flag(0.02, "accelerometer white-noise std [m/s^2]", at_least=0)
+    gyro_noise: float = flag(0.003, "gyroscope white-noise std [rad/s]", at_least=0)
+    acc_bias: float = flag(0.05, "std of the constant per-recording accelerometer bias [m/s^2]", at_least=0)
+    gyro_bias: float = flag(0.005, "std of the constant per-recording gyroscope bias [rad/s]", at_least=0)
     scenes: tuple = flag(SCENES, "scene types, assigned to recordings in turn", choices=SCENES)
     workers: int = flag(2, "processes generating recordings in parallel (the output does not depend on it)",
-                       at_least=1)
+                       at_least=1, at_most=64)
 
     def validate(self):
         """Raise DataError listing every bad field."""
@@ -94,8 +97,8 @@ class SynthConfig:
         unknown = [s for s in self.scenes if s not in SCENES]
         if not self.scenes or unknown:
             bad.append(f"scenes must be a non-empty subset of {SCENES} (got {tuple(self.scenes)})")
-        if self.workers < 1:
-            bad.append(f"workers must be >= 1 (got {self.workers})")
+        if not 1 <= self.workers <= 64:
+            bad.append(f"workers must be in [1, 64] (got {self.workers})")
         if bad:
             raise data.DataError("SynthConfig: " + "; ".join(bad))
 
@@ -144,10 +147,12 @@ def recording_name(plan):
 
 def default_dataset():
     """The dataset train.py uses when --data is not given: $IMU2CLIP_DATA, else ./data/synthetic; generated here
-    with the default SynthConfig when it holds no recordings yet."""
+    with the default SynthConfig when it holds no recordings yet, or is half-written (data.INCOMPLETE)."""
     root = Path(os.environ.get("IMU2CLIP_DATA") or Path("data") / "synthetic")
-    if not (root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir())):
-        print(f"default_dataset: no recordings in {root}; generating the default synthetic dataset", file=sys.stderr)
+    if not (root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir())) or \
+            (root / data.INCOMPLETE).exists():
+        print(f"default_dataset: no recordings in {root}, or some missing; generating the default synthetic dataset",
+              file=sys.stderr)
         synthesize(root, SynthConfig())
     return root
 
@@ -159,20 +164,30 @@ def _synthesize_one(job):
 
 
 def synthesize(out_dir, cfg=None):
-    """Write cfg.recordings synthetic recordings into out_dir (same seed -> byte-identical files)."""
+    """Write cfg.recordings synthetic recordings into out_dir (same seed -> byte-identical files). Refused before
+    anything is written when they cannot fit on the disk, or their frames in memory; data.INCOMPLETE marks out_dir
+    until the last one is written."""
     cfg = cfg or SynthConfig()
     cfg.validate()
-    out_dir = Path(out_dir)
+    out_dir, workers = Path(out_dir), min(cfg.workers, cfg.recordings)
+    frames = cfg.minutes * 60 * cfg.video_fps * cfg.width * cfg.height * 3  # bytes of one recording's video
+    imu = cfg.minutes * 60 * cfg.imu_rate_hz * (6 * 4 + 8)  # and of its IMU, with timestamps
+    data.need_room(cfg.recordings * (frames + imu), f"synth: {cfg.recordings} recordings of {cfg.minutes:g} min",
+                   disk=out_dir)
+    data.need_room(workers * frames * 4, f"synth: {workers} worker(s), each with a recording's frames as float32")
     out_dir.mkdir(parents=True, exist_ok=True)
+    data.atomic_write(out_dir / data.INCOMPLETE, lambda tmp: tmp.write_text(f"synth at work, PID {os.getpid()}\n"))
     jobs = [(cfg, i, str(out_dir)) for i in range(cfg.recordings)]
-    workers = min(cfg.workers, cfg.recordings)
     start, paths = time.perf_counter(), []
     print(f"synth: {cfg.recordings} recordings x {cfg.minutes:g} min, {cfg.width}x{cfg.height} px, "
           f"{workers} worker(s) -> {out_dir}", file=sys.stderr)
-    with (multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+    # Ctrl-C reaches every process of the terminal: the workers ignore it, the pool is ended by this one
+    with (multiprocessing.Pool(workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) if workers > 1
+          else contextlib.nullcontext()) as pool:
         for path in pool.imap_unordered(_synthesize_one, jobs) if pool else map(_synthesize_one, jobs):
             paths.append(path)
             if len(paths) % max(1, cfg.recordings // 10) == 0 or len(paths) == cfg.recordings:
                 print(f"synth: {len(paths)}/{cfg.recordings} recordings, {time.perf_counter() - start:.1f} s",
                       file=sys.stderr)
+    (out_dir / data.INCOMPLETE).unlink(missing_ok=True)
     return sorted(paths)

@@ -13,7 +13,7 @@ from sources.world import SynthConfig, synthesize
 
 
 def synth(args):
-    data.check_out_dir(args.out)
+    data.lock_out(args.out)  # one synth per --out at a time (data.command releases it)
     existing = [p for p in args.out.iterdir() if (p / "meta.json").is_file()] if args.out.is_dir() else []
     if existing and not args.overwrite:
         raise data.DataError(f"--out {args.out}: already holds {len(existing)} recordings; a dataset must come from "
@@ -46,9 +46,10 @@ def main(argv=None):
     p = sub.add_parser("show", help="draw one recording (IMU, activities, frames, narrations) to a PNG")
     p.add_argument("recording", type=Path, help="recording directory")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--width", type=int, default=1200, help="default: %(default)s")
-    p.add_argument("--height", type=int, default=800, help="default: %(default)s")
-    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: %(default)s)")
+    p.add_argument("--width", type=data.number(int, at_least=1), default=1200, help="default: %(default)s")
+    p.add_argument("--height", type=data.number(int, at_least=1), default=800, help="default: %(default)s")
+    p.add_argument("--frames", type=data.number(int, at_least=1), default=10, help="frames in the strip "
+                   "(default: %(default)s)")
     p.set_defaults(run=show)
     args = parser.parse_args(argv)
     args.run(args)
