@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import resource
 import re
 import shutil
 import signal
@@ -279,7 +280,7 @@ ROWS = [
      "fast.npz: rate_hz 1e+09 makes its 100 samples"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--labelled", B + "/short.npz", "--task", "probe"], 2,
      "short.npz: 10 samples per window at 50 Hz; the IMU encoder needs at least"),
-    ("train", ["--data", D, "--clip-weights", B + "/chardev"], 2, "chardev: CLIP weights file is not a regular file"),
+    ("train", ["--data", D, "--clip-weights", B + "/chardev"], 2, "CLIP weights file is not a regular file"),
     ("evaluate", ["--checkpoint", R + "/best.pt", "--labelled", B + "/fifo", "--task", "probe"], 2,
      "fifo: not a regular file"),
 ]
@@ -540,37 +541,58 @@ def test_a_read_only_out_is_one_line_naming_it(world, read_only, tmp_path, monke
     assert not list(ro.iterdir()) and not list(tmp_path.iterdir())
 
 
-def test_a_full_disk_keeps_the_previous_checkpoints(world, tmp_path, monkeypatch, capsys):
-    """--resume onto a full disk (a 3 MB tmpfs with 64 KiB left): the checkpoint write fails as one line naming the
-    file (not torch's RuntimeError), the previous checkpoints stay byte-identical, nothing half-written is left;
-    export-labelled likewise; synth refuses before trying."""
-    if os.geteuid() != 0:
-        pytest.skip("the full disk is a small tmpfs, and mounting one needs root")
-    monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
-    disk, out = tmp_path / "disk", tmp_path / "disk" / "run"
+@pytest.fixture
+def full_disk(tmp_path):
+    """(a directory, fill: a call that makes its disk full, the OS's reason then): as root, a 3 MB tmpfs that fill()
+    fills up to its last 64 KiB; without root, a folder where fill() limits the size of any file this process writes
+    to 64 KiB (RLIMIT_FSIZE), past which a write fails as on a full disk. Either way there is room left for
+    log.jsonl and config.json, not for a checkpoint."""
+    disk, limit, xfsz = tmp_path / "disk", resource.getrlimit(resource.RLIMIT_FSIZE), signal.getsignal(signal.SIGXFSZ)
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
+    root = os.geteuid() == 0
+
+    def fill():
+        if root:
+            with open(disk / "filler", "wb") as f, pytest.raises(OSError):  # ENOSPC: the disk is full
+                while True:
+                    f.write(bytes(65536))
+                    f.flush()
+            os.truncate(disk / "filler", (disk / "filler").stat().st_size - 65536)
+        else:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing us
+            resource.setrlimit(resource.RLIMIT_FSIZE, (65536, limit[1]))
+
+    if root:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
     try:
-        shutil.copytree(world / "run", out)
-        before = {n: _digest(out / n) for n in ("checkpoint.pt", "best.pt")}
-        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-        with pytest.raises(OSError):  # ENOSPC: the disk is full
-            while True:
-                os.write(fd, bytes(65536))
-        os.ftruncate(fd, os.fstat(fd).st_size - 65536)  # room for log.jsonl and config.json, not for a checkpoint
-        os.close(fd)
-        line = _one_error_line(capsys, 2, lambda: train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out),
-                                                                       "--resume", "--epochs", "2"]))
-        assert line in (f"error: {out / name}: No space left on device" for name in ("best.pt", "checkpoint.pt"))
-        assert {n: _digest(out / n) for n in before} == before
-        assert sorted(p.name for p in out.iterdir()) == ["best.pt", "checkpoint.pt", "config.json", "log.jsonl"]
-        line = _one_error_line(capsys, 2, lambda: data.main(["export-labelled", str(world / "data"), "--out",
-                                                             str(disk / "x.npz")]))
-        assert line == f"error: {disk / 'x.npz'}: No space left on device" and not (disk / "x.npz").exists()
+        yield disk, fill, "No space left on device" if root else "File too large"
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, xfsz)
+        if root:
+            subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoints(world, full_disk, tmp_path, monkeypatch, capsys):
+    """--resume onto a full disk: the checkpoint write fails as one line naming the file (not torch's RuntimeError),
+    the previous checkpoints stay byte-identical, nothing half-written is left; export-labelled likewise; synth
+    refuses before trying (on the tmpfs, whose free space it can see)."""
+    monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
+    (disk, fill, reason), out = full_disk, full_disk[0] / "run"
+    shutil.copytree(world / "run", out)
+    before = {n: _digest(out / n) for n in ("checkpoint.pt", "best.pt")}
+    fill()
+    line = _one_error_line(capsys, 2, lambda: train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out),
+                                                                   "--resume", "--epochs", "2"]))
+    assert line in (f"error: {out / name}: {reason}" for name in ("best.pt", "checkpoint.pt"))
+    assert {n: _digest(out / n) for n in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "checkpoint.pt", "config.json", "log.jsonl"]
+    line = _one_error_line(capsys, 2, lambda: data.main(["export-labelled", str(world / "data"), "--out",
+                                                         str(disk / "x.npz")]))
+    assert line == f"error: {disk / 'x.npz'}: {reason}" and not (disk / "x.npz").exists()
+    if reason == "No space left on device":  # (a file-size limit is invisible to the free space synth checks)
         line = _one_error_line(capsys, 2, lambda: world_cli.main(["synth", "--out", str(disk / "x"), "--minutes", "1"]))
         assert f"GiB free on {disk / 'x'}" in line and not (disk / "x").exists()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def _start(tmp_path, argv):
