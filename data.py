@@ -163,6 +163,10 @@ def read_recording(path):
     need(found == FORMAT_NAME, f"{path / 'meta.json'}: not a {FORMAT_NAME} meta file (format: {found!r})")
     need(meta.get("version") == FORMAT_VERSION, f"{path / 'meta.json'}: unsupported version "
           f"{meta.get('version')!r} (this reader knows {FORMAT_VERSION})")
+    names = meta.get("class_names", ACTIVITIES)  # the activities that segments.json's labels name
+    need(isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n for n in names)
+         and len(set(names)) == len(names), f"{path / 'meta.json'}: class_names must be a list of distinct, "
+         f"non-empty strings, got {str(names)[:80]}")
     arrays = [load_file(path / n) for n in ("imu.npy", "imu_t.npy", "frames.npy", "frames_t.npy")]
     narrations = load_file(path / "narrations.json")
     segments = load_file(path / "segments.json") if (path / "segments.json").exists() else []
@@ -189,8 +193,9 @@ def list_recordings(root):
 def clean_narration(text):
     """Ego4D narration -> caption, cleaned as the official code cleans it: every camera-wearer tag ("#C C", "#C")
     removed wherever it is, "#unsure" -> "something", surrounding whitespace and punctuation stripped, lower case,
-    cut to 128 characters; other tags stay ("#O man" -> "#o man"). Unlike the official code, the tags are matched in
-    any case ("#c c" is the same tag) and inner whitespace is collapsed, so that equal sentences are equal text."""
+    cut to 128 characters; other tags stay inside ("gives #O man a cup" -> "gives #o man a cup"). Unlike the official
+    code, the tags are matched in any case ("#c c" is the same tag) and inner whitespace is collapsed, so that equal
+    sentences are equal text."""
     text = re.sub(r"#c\b(\s+c\b)?", "", text, flags=re.IGNORECASE)  # "#C C picks" -> " picks"; "#C Cuts" keeps "Cuts"
     text = re.sub(r"#unsure\b", "something", text, flags=re.IGNORECASE)
     return " ".join(text.split()).strip(string.punctuation + " ").lower()[:128]
@@ -302,9 +307,12 @@ def _class_names(recs):
     return names.pop() if names else ACTIVITIES
 
 
+Windows = collections.namedtuple("Windows", "starts labels frames texts drops")  # what _index_windows finds
+
+
 def _index_windows(rec, cfg, class_names):
-    """The windows of one recording: starts (Nw,), labels (Nw,), frame rows (Nw, 1|3), texts (Nw,) cleaned (""
-    in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU or the video, an
+    """The windows of one recording (Windows): starts (Nw,), labels (Nw,), frame rows (Nw, 1|3), texts (Nw,) cleaned
+    ("" in sliding mode), and how many candidates dropped for each reason: past the ends of the IMU or the video, an
     IMU gap, no frame inside, a narration that cleans to "". Their IMU: window_imu."""
     w, eps, t, ft = cfg.window_sec, 1e-6, rec.imu_t, rec.frames_t
     lo, hi = max(t[0], ft[0]), min(t[-1], ft[-1])  # the span covered by both the IMU and the video
@@ -336,7 +344,7 @@ def _index_windows(rec, cfg, class_names):
         keep &= texts != ""
     frames = np.stack([middle] if cfg.video_mode == "clip_1frame" else [first, middle, last], axis=1)[keep]  # (Nw, 1|3)
     starts = starts[keep]
-    return starts, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops
+    return Windows(starts, _window_labels(rec, starts, w, class_names), frames, texts[keep], drops)
 
 
 def window_imu(rec, starts, cfg):
@@ -377,37 +385,47 @@ def entry_path(path, cfg, clip, cache_dir) -> Path:
 
 def build_cache(root, cfg, clip, cache_dir=None, rank=0, world=1) -> int:
     """Index, embed and write the cache entries of the dataset `root` that are missing or damaged, in cache_dir
-    (default ROOT/.cache/windows); process `rank` of `world` takes the rank-th, (rank + world)-th, ... of them
+    (default ROOT/.cache/windows). Process `rank` of `world` takes the rank-th, (rank + world)-th, ... recording
     (under torchrun every process builds its share; alone, all). Each distinct narration is embedded once, in one
-    sorted pass; each needed frame once, recording by recording; each entry is written atomically, so an
-    interrupted build keeps what it finished. -> the number of entries built."""
+    sorted pass before any entry is written; each needed frame once, recording by recording; each entry is written
+    atomically, so an interrupted build keeps what it finished. -> the number of entries built."""
     paths, cache_dir = list_recordings(root), Path(cache_dir or Path(root) / ".cache" / "windows")
     existing = next(p for p in (cache_dir, *cache_dir.parents) if p.exists())  # made when the first entry is written
     need(existing.is_dir(), f"{existing}: the cache directory is a file; remove it")
-    todo = [p for p in paths if _load_entry(entry_path(p, cfg, clip, cache_dir), cfg, clip.embed_dim) is None]
-    todo = todo[rank::world]
-    recs = [read_recording(p) for p in todo]
-    windows = [_index_windows(rec, cfg, rec.meta.get("class_names", ACTIVITIES)) for rec in recs]
-    texts = sorted({t for _, _, _, rec_texts, _ in windows for t in rec_texts}) if cfg.mode == "narration" else []
+    todo = [p for p in paths[rank::world] if _load_entry(entry_path(p, cfg, clip, cache_dir), cfg, clip.embed_dim)
+            is None]
+    texts = set()  # a first pass for the narrations; one recording open at a time (its arrays hold files open)
+    for p in todo if cfg.mode == "narration" else []:
+        rec = read_recording(p)
+        texts.update(_index_windows(rec, cfg, rec.meta.get("class_names", ACTIVITIES)).texts)
+    texts = sorted(texts)
     text_emb = dict(zip(texts, clip.embed_texts(texts))) if texts else {}  # text -> (D,)
-    for k, (rec, (starts, labels, frames, rec_texts, drops)) in enumerate(zip(recs, windows)):
-        needed, inverse = np.unique(frames, return_inverse=True)  # each frame is embedded once
+    for k, p in enumerate(todo):
+        rec = read_recording(p)
+        w = _index_windows(rec, cfg, rec.meta.get("class_names", ACTIVITIES))
+        needed, inverse = np.unique(w.frames, return_inverse=True)  # (U,) distinct frames; each frame row's place
         emb = clip.embed_images(np.asarray(rec.frames[needed])) if len(needed) else np.zeros((0, clip.embed_dim))
-        arrays = {"imu": window_imu(rec, starts, cfg), "labels": labels,  # (Nw, 6, T) float32, (Nw,) int64
-                  "video_emb": emb[inverse.reshape(frames.shape)].mean(axis=1).astype(np.float32)}  # (Nw, D)
+        video_emb = emb[inverse.reshape(w.frames.shape)].mean(axis=1)  # (U, D) -> (Nw, 1|3, D) -> (Nw, D)
+        arrays = {"imu": window_imu(rec, w.starts, cfg), "labels": w.labels,  # (Nw, 6, T) float32, (Nw,) int64
+                  "video_emb": video_emb.astype(np.float32)}
         if cfg.mode == "narration":
-            arrays["text_emb"] = np.array([text_emb[t] for t in rec_texts], np.float32).reshape(-1, clip.embed_dim)
-        seen, ids = collections.Counter(), []  # "<recording>@<start>", with "~k" when k earlier ones coincide
-        for wid in (f"{rec.id}@{start:.3f}" for start in starts):
-            ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
-            seen[wid] += 1
-        index = {"texts": rec_texts.tolist(), "window_ids": ids, "drops": drops,
-                 "middle_frames": frames[:, frames.shape[1] // 2].tolist(),  # (Nw,) the frame each window shows
+            arrays["text_emb"] = np.array([text_emb[t] for t in w.texts], np.float32).reshape(-1, clip.embed_dim)
+        index = {"texts": w.texts.tolist(), "window_ids": _window_ids(rec.id, w.starts), "drops": w.drops,
+                 "middle_frames": w.frames[:, w.frames.shape[1] // 2].tolist(),  # (Nw,) the frame each window shows
                  "class_names": list(rec.meta.get("class_names", ACTIVITIES))}
-        _write_entry(entry_path(rec.path, cfg, clip, cache_dir), arrays, index)
-        print(f"windows: {k + 1}/{len(recs)} recordings indexed and embedded" + (f" by rank {rank}" if world > 1
+        _write_entry(entry_path(p, cfg, clip, cache_dir), arrays, index)
+        print(f"windows: {k + 1}/{len(todo)} recordings indexed and embedded" + (f" by rank {rank}" if world > 1
               else ""), file=sys.stderr, flush=True)
-    return len(recs)
+    return len(todo)
+
+
+def _window_ids(recording_id, starts):
+    """"<recording>@<start>" of each window, "~k" added when k earlier narrations of the recording share a start."""
+    seen, ids = collections.Counter(), []
+    for wid in (f"{recording_id}@{start:.3f}" for start in starts):
+        ids.append(f"{wid}~{seen[wid]}" if seen[wid] else wid)
+        seen[wid] += 1
+    return ids
 
 
 def _write_entry(entry, arrays, index):
@@ -416,7 +434,11 @@ def _write_entry(entry, arrays, index):
         for name, a in arrays.items():
             np.save(tmp / f"{name}.npy", a)
         (tmp / "index.json").write_text(json.dumps(index))
-    atomic_write(entry, write)
+    try:
+        atomic_write(entry, write)
+    except OSError as e:  # another run on this --data renamed the same entry (the same key: the same content) first
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not entry.is_dir():
+            raise
 
 
 def _load_entry(entry, cfg, embed_dim):
@@ -632,8 +654,8 @@ def export_labelled(root, out, cfg=None):
           f"({size / 2**30:.1f} GiB), over {MAX_EXPORT_BYTES / 2**30:.0f} GiB; use a larger --stride-sec")
     imu, labels, split, groups, report = [], [], [], [], {"recordings": len(recs), "unlabelled": 0}
     for rec in recs:
-        starts, rec_labels, _, _, _ = _index_windows(rec, cfg, class_names)
-        rec_imu = window_imu(rec, starts, cfg)  # (Nw, 6, T)
+        w = _index_windows(rec, cfg, class_names)
+        rec_imu, rec_labels = window_imu(rec, w.starts, cfg), w.labels  # (Nw, 6, T), (Nw,)
         report["unlabelled"] += int((rec_labels < 0).sum())
         imu.append(rec_imu[rec_labels >= 0])
         labels.append(rec_labels[rec_labels >= 0])
@@ -665,7 +687,10 @@ def _alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> None:
-    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def atomic_write(path, write) -> None:

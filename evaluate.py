@@ -311,7 +311,8 @@ def activity_report(cfg, steps, encoder, clip, lab: LabelledSplits, device):
                 **mean_std([{k: r[k] for k in ("accuracy", "macro_f1")} for r in runs]), "seeds": len(runs),
                 "steps": float(np.mean([r["steps"] for r in runs])), "fit_windows": len(fit),
                 "confusion": np.sum([r["confusion"] for r in runs], 0).tolist()}  # counts summed over the seeds
-            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {_num(m, 'accuracy')}", file=sys.stderr)
+            print(f"[evaluate] {variant} on {fraction:g} of the labels: accuracy {_num(m, 'accuracy')}",
+                  file=sys.stderr)
         variants[variant] = curves[variant][max(curves[variant])]
     counts = torch.bincount(y_test, minlength=K)
     return {"source": lab.source, "class_names": list(lab.class_names), "window_samples": int(x_test.shape[-1]),
@@ -583,7 +584,8 @@ def check_flags(cfg: EvalConfig):
         ("{}" not in cfg.prompt, f"--prompt {cfg.prompt!r}: must contain {{}} where the class name goes"),
         (not all(0 < f <= 1 and round(f, 4) == f for f in cfg.train_fraction),
          "--train-fraction: every fraction must be in (0, 1], with at most 4 decimals (as the reports give it)"),
-        (cfg.protocol == "official" and cfg.pool_size, "--protocol official draws its own pool: leave out --pool-size")]:
+        (cfg.protocol == "official" and cfg.pool_size,
+         "--protocol official draws its own pool: leave out --pool-size")]:
         if bad:
             raise ValueError(message)
 
@@ -608,7 +610,7 @@ def load_model(path, device):
 
 def labelled_splits(cfg, root, window, clip):
     """LabelledSplits of --labelled or of the dataset's labelled windows (module docstring); DataError when there is
-    nothing to fit or test."""
+    nothing to fit or test, None when the dataset has no activity labels and the task also retrieves."""
     if cfg.labelled:
         lab = data.load_labelled(cfg.labelled, rate_hz=window.rate_hz)  # DataError on a bad file
         x, y, part = lab.imu, lab.labels, lab.split.astype("<U5")  # part: "train" | "test"
@@ -619,9 +621,11 @@ def labelled_splits(cfg, root, window, clip):
         val_source = "20% of train " + ("windows" if groups is None else "groups")
     else:  # the dataset's labelled windows, each in the split of its recording
         ds = data.WindowDataset(root, "all", window, clip)
-        keep = ds.labels >= 0
-        x, y = ds.imu[keep], ds.labels[keep]  # (N, 6, T) float32, (N,) int64
-        part = np.array([data.split_of(r, window) for r in ds.recording_ids])[keep]  # (N,)
+        keep = np.flatnonzero(ds.labels >= 0)  # (N,) the windows inside an activity segment
+        if not len(keep) and "retrieval" in TASKS[cfg.task]:
+            return None  # no activity labels at all (Ego4D, Aria): load_data warns, and retrieval goes on
+        x, y = ds.rows("imu", keep), ds.labels[keep]  # (N, 6, T) float32, (N,) int64
+        part = np.array([data.split_of(ds.recording_ids[i], window) for i in keep])  # (N,)
         source, val_source, names = str(root), "val recordings", ds.class_names
     parts = {p: (torch.as_tensor(x[part == p]), torch.as_tensor(y[part == p])) for p in ("train", "val", "test")}
     n_fit, n_val, n_test = (len(parts[p][1]) for p in ("train", "val", "test"))
@@ -652,6 +656,8 @@ def load_data(cfg, report, root, path, ckpt, window, clip, trained_on):
     if "retrieval" in steps and not has_text:
         warn(report, f"{root}: the windows have no narrations ({window.mode} windows); text directions skipped")
     lab = labelled_splits(cfg, root, window, clip) if set(steps) & set(VARIANTS) else None
+    if lab is None and set(steps) & set(VARIANTS):
+        warn(report, f"{root}: no window has an activity label (segments.json): activity recognition skipped")
     if lab is not None and lab.val_source.endswith("windows"):  # a labelled file without groups
         warn(report, f"{lab.source}: no groups array (the recording of each window), so its validation windows (and "
                      f"test windows, without a split array) are drawn one by one and may overlap fitted ones in time")

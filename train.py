@@ -11,8 +11,9 @@ training step: data.WindowDataset caches its embeddings once per dataset. One co
     torchrun --nproc_per_node=4 train.py --modalities imu,video,text   # 4 processes, negatives pooled
 
 Writes OUT/checkpoint.pt (latest), OUT/best.pt (best validation MRR), OUT/config.json and OUT/log.jsonl, each
-atomically, holding OUT/.lock meanwhile (one run per OUT). A non-finite loss or validation metric stops the run at
-once (exit code 1), leaving both checkpoints as they were; so does Ctrl-C (exit code 130; --resume continues).
+atomically, holding OUT/.lock meanwhile (one run per OUT; a new run there starts by removing the earlier run's
+checkpoints). A non-finite loss or validation metric stops the run at once (exit code 1) without writing a checkpoint;
+so does Ctrl-C (exit code 130; --resume continues from the last checkpoint).
 Every flag comes from TrainConfig below; `python train.py --help` lists them.
 """
 import argparse
@@ -165,7 +166,7 @@ def main(argv=None):
     targets = parse_modalities(cfg.modalities)
     out = Path(cfg.out or "runs/" + "-".join(["imu"] + targets))
     with processes(cfg.device) as (rank, world, device):  # under torchrun: one process group
-        rank0_first(rank, world, lambda: data.lock_out(out) if rank == 0 else None)  # refused: every rank stops
+        shared(world, lambda: data.lock_out(out) if rank == 0 else None)  # rank 0 writes OUT; refused: all stop
         ckpt = load_checkpoint(out / "checkpoint.pt") if cfg.resume else None  # a bad one fails before any work
         clip = rank0_first(rank, world, lambda: FrozenCLIP(cfg.clip, weights=cfg.clip_weights or None, device=device,
                                                            require_pretrained=cfg.require_pretrained))
@@ -182,8 +183,9 @@ def main(argv=None):
                "clip": clip.info(), "data": cfg.data, "processes": world, "recordings": {  # and every checkpoint
                    "train": sorted(set(train_set.recording_ids)), "val": sorted(set(val_set.recording_ids))}}
         start_epoch, step, best = resume(ckpt, cfg, run, clip, trainable, optimizer, out) if ckpt else (0, 0, -1.0)
-        model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None) \
-            if world > 1 else trainable  # under torchrun, backward averages the gradients over processes
+        model = trainable  # under torchrun, wrapped so that backward averages the gradients over processes:
+        if world > 1:
+            model = DistributedDataParallel(trainable, device_ids=[device.index] if device.type == "cuda" else None)
         log = Log(out, rank, cfg, step, header={  # log.jsonl started (or trimmed), config.json, the first line
             "event": "start", **run, "encoder_parameters": num_parameters(encoder),
             "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
@@ -331,7 +333,10 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, run: dict, clip, path: Path) -
 
 def resume(ckpt: dict, cfg: TrainConfig, run: dict, clip, trainable: Trainable, optimizer, out: Path):
     """--resume: the checkpoint's weights and optimizer state loaded in place -> (epoch, step, best val MRR)."""
-    check_resumable(ckpt, cfg, run, clip, out / "checkpoint.pt")
+    try:
+        check_resumable(ckpt, cfg, run, clip, out / "checkpoint.pt")
+    except (AttributeError, KeyError, TypeError) as e:  # a checkpoint edited by hand: its record is not a run's
+        raise ValueError(f"{out / 'checkpoint.pt'}: cannot resume from it ({e!r})") from None
     try:
         trainable.encoder.load_state_dict(ckpt["imu_encoder"])
         trainable.temperature.load_state_dict(ckpt["temperature"])
@@ -344,9 +349,10 @@ def resume(ckpt: dict, cfg: TrainConfig, run: dict, clip, trainable: Trainable, 
 def logged_step(line: str) -> float:
     """The step of a log.jsonl line (0 for the start record), inf for a line cut short by a kill."""
     try:
-        return json.loads(line).get("step", 0)
+        record = json.loads(line)
     except json.JSONDecodeError:
         return math.inf
+    return record.get("step", 0) if isinstance(record, dict) else math.inf
 
 
 class Log:
@@ -357,8 +363,11 @@ class Log:
     def __init__(self, out: Path, rank: int, cfg: TrainConfig, step: int, header: dict):
         self.path, self.rank = out / "log.jsonl", rank
         if rank == 0:
-            if not cfg.resume and self.path.exists():  # a fresh run starts a fresh log
+            checkpoints = [out / "checkpoint.pt", out / "best.pt"]
+            if not cfg.resume and any(p.exists() for p in [*checkpoints, self.path]):  # a fresh run starts afresh:
                 print(f"note: replacing the earlier run in {out} (--resume continues it)", file=sys.stderr)
+                for p in checkpoints:  # no checkpoint of the earlier run stays beside this run's log and config
+                    p.unlink(missing_ok=True)
 
             def kept(tmp):  # (atomic_write refuses a log.jsonl that is not a regular file before it is read)
                 lines = self.path.read_text().splitlines() if cfg.resume and self.path.exists() else []
@@ -396,7 +405,8 @@ class Progress:
         mean, self.losses = mean.item() / self.world, []
         windows = self.cfg.batch_size * self.world
         rate = (step - self.clock[1]) * windows / (time.time() - self.clock[0])  # windows/s
-        eta = time.strftime("%H:%M:%S", time.gmtime((self.total_steps - step) * windows / rate))
+        minutes, seconds = divmod(round((self.total_steps - step) * windows / rate), 60)
+        eta = f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}"  # hours may pass 24
         self.log({"event": "train", "epoch": epoch + 1, "step": step, "loss": mean, "lr": lr, "windows_per_s": rate},
                  f"epoch {epoch + 1}/{self.cfg.epochs} step {step}/{self.total_steps} loss {mean:.4f} lr {lr:.2e} "
                  f"{rate:,.0f} windows/s ETA {eta}")

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -198,7 +199,9 @@ def import_ego4d(root, out, videos=None, size=224, fps=FPS, workers=1):
                 continue
             jobs.append((uid, csv_path, mp4, *_narrations(narr_path, narr_json, uid), out, size, fps))
         out.mkdir(parents=True, exist_ok=True)
-        with multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        # the workers ignore Ctrl-C: the main process stops them, and says so in one line
+        with (multiprocessing.Pool(workers, signal.signal, (signal.SIGINT, signal.SIG_IGN)) if workers > 1
+              else contextlib.nullcontext()) as pool:
             done = pool.imap_unordered(_import_video, jobs) if pool else map(_import_video, jobs)
             for k, (uid, rep) in enumerate(done):
                 report["videos"][uid] = rep

@@ -6,6 +6,7 @@ confusions), never from the function under test. Tie cases use unit vectors whos
 """
 import copy
 import json
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -637,3 +638,17 @@ def test_checkpoint_written_by_train_py(world, tmp_path):
     report = json.loads((out / "eval" / "metrics.json").read_text())
     assert report["checkpoint"]["data"] == str(world["root"]) and report["checkpoint"]["step"] >= 1
     assert report["retrieval"]["windows"] == report["retrieval"]["pool_size"] > 0
+
+
+def test_task_all_on_recordings_without_activity_labels_retrieves_and_says_why_not_more(world, tmp_path):
+    """Ego4D and Aria recordings have no segments.json: --task all reports retrieval and skips activity
+    recognition with a warning, instead of stopping."""
+    shutil.copytree(world["root"], tmp_path / "unlabelled", ignore=shutil.ignore_patterns(".cache", "segments.json"))
+    ckpt = save(world["ckpt"], tmp_path / "best.pt")
+    report = ev.run(ev.parse_args(["--task", "all", "--checkpoint", ckpt, "--data", str(tmp_path / "unlabelled"),
+                                   "--out", str(tmp_path / "eval"), "--steps", "2"]))
+    assert "retrieval" in report and "activity" not in report
+    assert any("no window has an activity label" in w for w in report["warnings"])
+    with pytest.raises(data.DataError, match="0 labelled windows to fit"):  # asked for by name: still an error
+        ev.run(ev.parse_args(["--task", "probe", "--checkpoint", ckpt, "--data", str(tmp_path / "unlabelled"),
+                              "--out", str(tmp_path / "eval2")]))

@@ -338,20 +338,26 @@ def _digest(path):
 
 def test_a_diverged_run_stops_with_one_line_and_leaves_the_checkpoints(world, tmp_path, monkeypatch, capsys):
     """A learning rate this large turns the weights non-finite after the first step: the run stops at the next
-    loss, names the epoch and step, exits 1, and neither checkpoint is touched (no best.pt 'MRR 1.000')."""
+    loss, names the epoch and step, exits 1, and writes no checkpoint (no best.pt 'MRR 1.000'). A resumed run that
+    goes non-finite leaves the checkpoints it resumed from as they were."""
     monkeypatch.setenv("IMU2CLIP_OFFLINE", "1")
     out = tmp_path / "run"
-    train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out)])
-    before = {n: _digest(out / n) for n in ("checkpoint.pt", "best.pt")}
-    capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out), "--lr", "1e30", "--grad-clip", "0",
                             "--no-learn-temperature"])
     err = capsys.readouterr().err
     assert e.value.code == 1 and [ln for ln in err.splitlines() if ln.startswith("error:")] == \
         [ln for ln in err.splitlines() if "non-finite loss at epoch 1 step 2" in ln]
+    assert "*best*" not in err and not (out / "best.pt").exists() and not (out / "checkpoint.pt").exists()
+    train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out)])
+    before = {n: _digest(out / n) for n in ("checkpoint.pt", "best.pt")}
+    loss = train.batch_loss
+    monkeypatch.setattr(train, "batch_loss", lambda *a, **k: (loss(*a, **k)[0] * float("nan"), {}, None))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train.main(TRAIN + ["--data", str(world / "data"), "--out", str(out), "--resume", "--epochs", "2"])
+    assert e.value.code == 1 and "non-finite loss at epoch 2" in capsys.readouterr().err
     assert {n: _digest(out / n) for n in before} == before
-    assert "*best*" not in err
 
 
 KILLER = """

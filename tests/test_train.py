@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -437,3 +438,20 @@ def test_resume_refuses_another_process_count_or_other_recordings(full_run, data
     line = _exit_2_with_one_line(FLAGS + ["--data", str(dataset), "--out", str(tmp_path / "run"), "--batch-size", "32",
                                           "--resume"], capsys)
     assert expected in line and (part in line or "process" in line), line
+
+
+def test_a_fresh_run_leaves_no_checkpoint_of_an_earlier_one(full_run, dataset, tmp_path, monkeypatch, capsys):
+    """A new run (no --resume) into an --out that holds an earlier run: even stopped before its first checkpoint, it
+    leaves no best.pt or checkpoint.pt of the earlier run beside its own config.json and log.jsonl."""
+    out = tmp_path / "run"
+    shutil.copytree(full_run, out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "batch_loss", interrupted)  # Ctrl-C at the first step
+    with pytest.raises(SystemExit) as e:
+        train.main(FLAGS + ["--data", str(dataset), "--out", str(out), "--batch-size", "32", "--seed", "7"])
+    assert e.value.code == 130 and "replacing the earlier run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "log.jsonl"]
+    assert json.loads((out / "config.json").read_text())["config"]["seed"] == 7

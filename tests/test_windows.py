@@ -5,6 +5,7 @@ timestamp, every pixel of frame k has the value k, and a fake CLIP embeds a fram
 a window's IMU span, its frame and its narration can be checked against each other exactly.
 """
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -435,6 +436,23 @@ def test_labelled_rate_must_be_a_number(tmp_path):
             data.load_labelled(tmp_path / "lab.npz")
 
 
+def test_each_rank_builds_its_own_share_whatever_the_others_have_built(many, tmp_path):
+    """Rank r's share is the r-th, (r + 2)-th, ... recording of the dataset, not of what is still missing when it
+    looks: rank 0 done before rank 1 starts leaves rank 1 exactly its own share, and every entry built once."""
+    cache, cfg = tmp_path / "cache", WindowConfig(window_sec=2.0, rate_hz=50.0)
+    built = [data.build_cache(many, cfg, FakeCLIP(), cache, rank=r, world=2) for r in (0, 1)]
+    assert built == [4, 3] and len(entries(cache)) == 7
+    assert WindowDataset(many, "all", cfg, FakeCLIP(), cache_dir=cache).built == 0
+
+
+def test_class_names_of_a_recording_must_be_distinct_strings(many, tmp_path):
+    for bad in (5, "walking", [["a"]], ["a", "a"], ["a", ""]):
+        meta = json.loads((many / "r0" / "meta.json").read_text())
+        (many / "r0" / "meta.json").write_text(json.dumps({**meta, "class_names": bad}))
+        with pytest.raises(data.DataError, match="class_names must be a list of distinct, non-empty strings"):
+            data.read_recording(many / "r0")
+
+
 def test_too_few_open_files_is_one_clear_error_not_a_rebuild(many, tmp_path):
     """An open split holds 4 memory-mapped files per recording (7 here): opening it raises the soft limit to the
     hard one, and where even the hard limit is too low it says so (ulimit -n) instead of taking the entries for
@@ -450,7 +468,8 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (24, {{hard}}))  # too few for 7 x 4 
 data.WindowDataset({str(many)!r}, "all", data.WindowConfig(window_sec=2.0, rate_hz=50.0), FakeCLIP(),
                    cache_dir={str(tmp_path / "cache")!r})
 """
-    raised = subprocess.run([sys.executable, "-c", code.format(hard=4096)], capture_output=True, text=True)
+    hard = min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])  # (a user cannot raise its hard limit)
+    raised = subprocess.run([sys.executable, "-c", code.format(hard=hard)], capture_output=True, text=True)
     assert raised.returncode == 0 and "rebuilding" not in raised.stderr, raised.stderr
     low = subprocess.run([sys.executable, "-c", code.format(hard=24)], capture_output=True, text=True)
     assert "too many open files" in low.stderr and "ulimit -n" in low.stderr and "rebuilding" not in low.stderr
