@@ -45,10 +45,6 @@ import numpy as np
 import torch
 
 
-class DataError(ValueError):
-    """Bad input data: the message names the file and the problem."""
-
-
 # ----- 1. The recording format: write with validation, read -----------------------------------------------------------
 
 ACTIVITIES = ("walking", "running", "standing still", "sitting down", "standing up", "looking around",
@@ -71,16 +67,6 @@ class Recording:
     frames_t: np.ndarray  # (F,) float64 seconds, strictly increasing
     narrations: list  # [{"t": seconds, "text": raw Ego4D-style text}]
     segments: list  # [{"start": s, "end": s, "label": activity}], [] when the source has none
-
-
-def need(ok, message: str) -> None:
-    """The one way the file readers refuse their input: DataError(message) unless ok."""
-    if not ok:
-        raise DataError(message)
-
-
-def _is_number(x):
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_recording(path, imu, imu_t, frames, frames_t, narrations, segments, suffix=""):
@@ -140,18 +126,6 @@ def write_recording(path, imu, imu_t, frames, frames_t, narrations, segments=(),
             (tmp / name).write_text(json.dumps(obj, indent=1) + "\n")
     atomic_write(path, write)
     return path
-
-
-def load_file(path):
-    """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
-    need(path.is_file(), f"{path}: {'not a regular file' if path.exists() else 'missing file'}")
-    try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, UnicodeDecodeError, ValueError, EOFError) as e:
-        what = "readable JSON" if path.suffix == ".json" else "a readable .npy array"
-        raise DataError(f"{path}: not {what} ({e})") from None
 
 
 def read_recording(path):
@@ -674,7 +648,33 @@ def export_labelled(root, out, cfg=None):
     return report
 
 
-# ----- 6. Edges: crash-safe writes, flags from dataclass fields, every command line's errors, data.py's command -------
+# ----- 6. Edges: refusing bad input, crash-safe writes, flags from dataclass fields, every command line's errors -----
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and the problem."""
+
+
+def need(ok, message: str) -> None:
+    """The one way the file readers refuse their input: DataError(message) unless ok."""
+    if not ok:
+        raise DataError(message)
+
+
+def _is_number(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_file(path):
+    """One file of a recording: a .json parsed, a .npy memory-mapped; DataError when missing or unreadable."""
+    need(path.is_file(), f"{path}: {'not a regular file' if path.exists() else 'missing file'}")
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, UnicodeDecodeError, ValueError, EOFError) as e:
+        what = "readable JSON" if path.suffix == ".json" else "a readable .npy array"
+        raise DataError(f"{path}: not {what} ({e})") from None
+
 
 def _alive(pid: int) -> bool:
     try:
