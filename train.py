@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -191,36 +192,33 @@ def main(argv=None):
             "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
             "resumed_at_epoch": start_epoch or None})
         B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
-        total_steps, progress = steps_per_epoch * cfg.epochs, Progress(log, cfg, world, step, steps_per_epoch)
-        try:
-            for epoch in range(start_epoch, cfg.epochs):
-                for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
-                    lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
-                    loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
-                    if not torch.isfinite(loss):  # data.command: one error line, exit code 1
-                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
-                                                 f"high?); stopped with {out}/checkpoint.pt and best.pt as they were")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # under torchrun, DDP averages the gradients over processes here
-                    if cfg.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
-                    step += 1
-                    progress.update(loss, epoch, step, lr)  # a line every --log-every steps and at the epoch's end
-                metrics = validate(trainable, val_set, targets, B * world, device)
-                if bad := [k for k, v in metrics.items() if not math.isfinite(v)]:  # as a non-finite loss
-                    raise FloatingPointError(f"non-finite {', '.join(bad)} in the validation of epoch {epoch + 1}; "
-                                             f"stopped with {out}/checkpoint.pt and best.pt as they were")
-                is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
-                ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
-                        "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
-                end_epoch(log, out, rank, ckpt, is_best, targets, clip)
-        except KeyboardInterrupt:  # Ctrl-C: data.command prints this as one line, exit code 130
-            raise KeyboardInterrupt(f"in epoch {epoch + 1} at step {step}; " + (f"{out}/checkpoint.pt holds epoch "
-                                    f"{epoch}, and --resume continues from it" if epoch else "no epoch had finished")) \
-                from None
+        total_steps = steps_per_epoch * cfg.epochs
+        progress = Progress(log, out, cfg, world, start_epoch, step, steps_per_epoch)
+        signal.signal(signal.SIGINT, progress.interrupted)  # Ctrl-C: one line saying where the run stopped
+        for epoch in range(start_epoch, cfg.epochs):
+            for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
+                lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
+                loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
+                if not torch.isfinite(loss):  # data.command: one error line, exit code 1
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
+                                             f"high?); stopped with {out}/checkpoint.pt and best.pt as they were")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # under torchrun, DDP averages the gradients over processes here
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+                optimizer.step()
+                trainable.temperature.clamp_()  # keep a learned tau in [0.01, 1]
+                step += 1
+                progress.update(loss, epoch, step, lr)  # a line every --log-every steps and at the epoch's end
+            metrics = validate(trainable, val_set, targets, B * world, device)
+            if bad := [k for k, v in metrics.items() if not math.isfinite(v)]:  # as a non-finite loss
+                raise FloatingPointError(f"non-finite {', '.join(bad)} in the validation of epoch {epoch + 1}; "
+                                         f"stopped with {out}/checkpoint.pt and best.pt as they were")
+            is_best, best = metrics["val_mrr"] > best, max(best, metrics["val_mrr"])
+            ckpt = {"version": CHECKPOINT_VERSION, **run, "imu_encoder": encoder.state_dict(),
+                    "temperature": trainable.temperature.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "epoch": epoch + 1, "best_val_mrr": best, "metrics": metrics}
+            progress.end_epoch(ckpt, is_best, targets, clip)  # the validation line, best.pt, checkpoint.pt
         if start_epoch >= cfg.epochs:
             log({"event": "done", "epoch": start_epoch}, f"already trained for {start_epoch} epochs; pass a larger "
                 "--epochs to continue")
@@ -388,14 +386,18 @@ class Log:
 
 
 class Progress:
-    """The training-loss lines: the mean loss over the global batch since the last line, the windows/s and the ETA;
-    one every cfg.log_every steps and one at the end of each epoch. Every process calls it (the mean is reduced)."""
+    """Where the run is. The training-loss lines (the mean loss over the global batch since the last line, the
+    windows/s and the ETA), one every cfg.log_every steps and one at the end of each epoch; every process calls
+    update (the mean is reduced). Then each epoch's validation line and checkpoints, and on Ctrl-C one line saying
+    where the run stopped and what --resume continues from."""
 
-    def __init__(self, log: Log, cfg: TrainConfig, world: int, step: int, steps_per_epoch: int):
-        self.log, self.cfg, self.world, self.steps_per_epoch, self.losses = log, cfg, world, steps_per_epoch, []
+    def __init__(self, log: Log, out: Path, cfg: TrainConfig, world: int, epoch: int, step: int, steps_per_epoch: int):
+        self.log, self.out, self.cfg, self.world, self.steps_per_epoch = log, out, cfg, world, steps_per_epoch
+        self.epoch, self.step, self.saved, self.losses = epoch, step, epoch, []  # saved: epochs in checkpoint.pt
         self.total_steps, self.clock = steps_per_epoch * cfg.epochs, (time.time(), step)
 
     def update(self, loss, epoch: int, step: int, lr: float) -> None:
+        self.epoch, self.step = epoch, step
         self.losses.append(loss.detach())
         if step % self.cfg.log_every and step % self.steps_per_epoch:
             return
@@ -411,18 +413,24 @@ class Progress:
                  f"epoch {epoch + 1}/{self.cfg.epochs} step {step}/{self.total_steps} loss {mean:.4f} lr {lr:.2e} "
                  f"{rate:,.0f} windows/s ETA {eta}")
 
+    def end_epoch(self, ckpt: dict, is_best: bool, targets: list, clip) -> None:
+        """The validation line, then best.pt (when best) and checkpoint.pt: a kill in between repeats this epoch."""
+        m, epoch = ckpt["metrics"], ckpt["epoch"]
+        retrieval = "".join(f" | imu->{t} R@1 {m[f'imu_to_{t}_R@1']:.3f}" for t in targets)
+        self.log({"event": "val", "epoch": epoch, "step": ckpt["step"], "best": is_best, "clip_weights":
+                  clip.weights_source, **m}, f"epoch {epoch}/{self.cfg.epochs} val loss {m['val_loss']:.4f} MRR "
+                 f"{m['val_mrr']:.3f} (chance {m['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
+        if self.log.rank == 0:
+            if is_best:
+                save_checkpoint(self.out / "best.pt", ckpt)
+            save_checkpoint(self.out / "checkpoint.pt", ckpt)
+        self.epoch = self.saved = epoch  # (the next epoch's index)
 
-def end_epoch(log: Log, out: Path, rank: int, ckpt: dict, is_best: bool, targets: list, clip) -> None:
-    """The validation line, then best.pt (when best) and checkpoint.pt: a kill in between only repeats this epoch."""
-    m, epoch = ckpt["metrics"], ckpt["epoch"]
-    retrieval = "".join(f" | imu->{t} R@1 {m[f'imu_to_{t}_R@1']:.3f}" for t in targets)
-    log({"event": "val", "epoch": epoch, "step": ckpt["step"], "best": is_best, "clip_weights": clip.weights_source,
-         **m}, f"epoch {epoch}/{ckpt['config']['epochs']} val loss {m['val_loss']:.4f} MRR {m['val_mrr']:.3f} "
-               f"(chance {m['chance_mrr']:.3f}){retrieval}" + (" *best*" if is_best else ""))
-    if rank == 0:
-        if is_best:
-            save_checkpoint(out / "best.pt", ckpt)
-        save_checkpoint(out / "checkpoint.pt", ckpt)
+    def interrupted(self, signum, frame):
+        """The SIGINT handler while training: a KeyboardInterrupt that data.command prints as one line, exit 130."""
+        raise KeyboardInterrupt(f"in epoch {self.epoch + 1} at step {self.step}; " + (
+            f"{self.out}/checkpoint.pt holds epoch {self.saved}, and --resume continues from it" if self.saved
+            else "no epoch had finished"))
 
 
 def save_checkpoint(path: Path, ckpt: dict) -> None:

@@ -25,9 +25,9 @@ It prints one JSON object (and writes it to --out). Figures:
   rates above: windows, frames and disk at 10 and 2 fps, the cache's disk and build time, the decode time.
 - cache (--skip-cache leaves it out): the per-recording embedding cache on --cache-recordings synthetic recordings
   of --cache-minutes (32x32 frames): the cold build (seconds, frames embedded), the warm open, the build after one
-  recording is added, the peak RSS of a process that opens the training split (and of one that also reads the
-  split's arrays into memory, as the previous whole-dataset cache did), and a cold build shared by 2 gloo
-  processes: the recordings and frames each embedded.
+  recording is added, the memory that opening the training split adds to a process (RssAnon; and with the split's
+  arrays read into memory, as the previous whole-dataset cache did), and a cold build shared by 2 gloo processes:
+  the recordings and frames each embedded.
 
 --results instead regenerates the README's results: train.py trains the three variants (imu,video / imu,text /
 imu,video,text) over --results-seeds seeds on the default dataset (or --results-data), evaluate.py evaluates each
@@ -173,23 +173,27 @@ def _build_share(rank, root, cache, clip_name, out):
 
 
 def _open_mb(root, clip_name, whole):
-    """Memory [MB] that opening the training split of a warm cache (and reading one batch) adds to a child process
-    beyond its imports (the growth of its peak RSS); with `whole`, the split's arrays are also read into memory, as
-    the previous whole-dataset cache did on every open."""
+    """Memory [MB] that opening the training split of a warm cache (and reading one batch) adds to a child process:
+    the growth of its anonymous resident memory (RssAnon: what the process itself allocated, not the page cache of
+    the memory-mapped files, which the kernel reclaims). With `whole`, the split's arrays are also read into memory,
+    as the previous whole-dataset cache did on every open."""
     code = f"""
-import resource, sys
+import sys
 import numpy as np
 sys.path.insert(0, {str(ROOT)!r})
 import clip_vendor, data
-clip, base = clip_vendor.FrozenCLIP({clip_name!r}), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+anon = lambda: next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("RssAnon:"))  # kB
+clip = clip_vendor.FrozenCLIP({clip_name!r})
+base = anon()
 ds = data.WindowDataset({str(root)!r}, "train", data.WindowConfig(), clip)
 ds.batch(np.arange(min(256, len(ds))))
 if {whole}:
     ds.imu, ds.video_emb, ds.text_emb, ds.labels
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+print(anon() - base, len(ds))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return round(int(out.stdout.split()[-1]) / 1024, 1)
+    kb, windows = map(int, out.stdout.split()[-2:])
+    return {"mb": round(kb / 1024, 1), "windows": windows}
 
 
 def bench_cache(cfg: BenchConfig, work: Path) -> dict:
@@ -213,8 +217,7 @@ def bench_cache(cfg: BenchConfig, work: Path) -> dict:
     plan, _, _, record = world.synthesize_recording(scfg, cfg.cache_recordings)  # one more recording
     data.write_recording(root / world.recording_name(plan), **record)
     added = timed_build(work / "cache")
-    memory = {"open_mb": _open_mb(root, cfg.clip, False), "open_and_read_whole_split_mb":
-              _open_mb(root, cfg.clip, True)}
+    memory = {"open": _open_mb(root, cfg.clip, False), "open_and_read_whole_split": _open_mb(root, cfg.clip, True)}
     with tempfile.TemporaryDirectory() as out:
         torch.multiprocessing.spawn(_build_share, args=(root, work / "cache-2", cfg.clip, out), nprocs=2)
         ranks = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in range(2)]
