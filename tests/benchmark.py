@@ -172,7 +172,7 @@ def _build_share(rank, root, cache, clip_name, out):
     dist.destroy_process_group()
 
 
-def _open_mb(root, clip_name, whole):
+def _open_mb(root, cache, clip_name, whole):
     """Memory [MB] that opening the training split of a warm cache (and reading one batch) adds to a child process:
     the growth of its anonymous resident memory (RssAnon: what the process itself allocated, not the page cache of
     the memory-mapped files, which the kernel reclaims). With `whole`, the split's arrays are also read into memory,
@@ -185,7 +185,8 @@ import clip_vendor, data
 anon = lambda: next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("RssAnon:"))  # kB
 clip = clip_vendor.FrozenCLIP({clip_name!r})
 base = anon()
-ds = data.WindowDataset({str(root)!r}, "train", data.WindowConfig(), clip)
+ds = data.WindowDataset({str(root)!r}, "train", data.WindowConfig(), clip, cache_dir={str(cache)!r})
+assert ds.built == 0, "the cache must be warm"
 ds.batch(np.arange(min(256, len(ds))))
 if {whole}:
     ds.imu, ds.video_emb, ds.text_emb, ds.labels
@@ -217,7 +218,8 @@ def bench_cache(cfg: BenchConfig, work: Path) -> dict:
     plan, _, _, record = world.synthesize_recording(scfg, cfg.cache_recordings)  # one more recording
     data.write_recording(root / world.recording_name(plan), **record)
     added = timed_build(work / "cache")
-    memory = {"open": _open_mb(root, cfg.clip, False), "open_and_read_whole_split": _open_mb(root, cfg.clip, True)}
+    memory = {"open": _open_mb(root, work / "cache", cfg.clip, False),
+              "open_and_read_whole_split": _open_mb(root, work / "cache", cfg.clip, True)}
     with tempfile.TemporaryDirectory() as out:
         torch.multiprocessing.spawn(_build_share, args=(root, work / "cache-2", cfg.clip, out), nprocs=2)
         ranks = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in range(2)]
