@@ -191,13 +191,12 @@ def main(argv=None):
             "event": "start", **run, "encoder_parameters": num_parameters(encoder),
             "device": str(device), "train_windows": len(train_set), "val_windows": len(val_set),
             "resumed_at_epoch": start_epoch or None})
-        B, steps_per_epoch = cfg.batch_size, len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, 0, world))
-        total_steps = steps_per_epoch * cfg.epochs
+        B, steps_per_epoch = cfg.batch_size, len(train_set) // world // cfg.batch_size  # (epoch_batches: drop_last)
         progress = Progress(log, out, cfg, world, start_epoch, step, steps_per_epoch)
         signal.signal(signal.SIGINT, progress.interrupted)  # Ctrl-C: one line saying where the run stopped
         for epoch in range(start_epoch, cfg.epochs):
             for idx in epoch_batches(len(train_set), B, cfg.seed, epoch, rank, world):
-                lr = set_lr(optimizer, get_lr(step, cfg, total_steps))
+                lr = set_lr(optimizer, get_lr(step, cfg, progress.total_steps))
                 loss, _, _ = batch_loss(model, train_set.batch(idx), targets, device)
                 if not torch.isfinite(loss):  # data.command: one error line, exit code 1
                     raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1} (is --lr too "
